@@ -1,0 +1,22 @@
+//! The media core of onionstream: live H.264/AAC in fragmented MP4, from a source to the
+//! cursors that viewers pull from. Knows nothing of HTTP, HTML or chat.
+//!
+//! # Layout
+//! - [`fmp4`]: box reading, stream splitting, `tfdt`/`mfhd` rewriting.
+//! - [`store`]: the [`SegmentStore`], the in-memory live edge shared by every viewer, with
+//!   epochs (a new init segment) and splices (the same init after a source restart).
+//! - [`cursor`]: a [`ViewerCursor`], one viewer's position in the store, with catch-up.
+//! - [`hls`]: the store seen as an HLS playlist of keyframe-aligned segments.
+//! - [`playlist`]: reading HLS playlists written by OBS or ffmpeg (folder mode).
+//! - [`source`]: where video comes from: the built-in demo, a watched folder, a supervised
+//!   ffmpeg (test pattern, screen capture, file, RTMP listener).
+
+pub mod cursor;
+pub mod fmp4;
+pub mod hls;
+pub mod playlist;
+pub mod source;
+pub mod store;
+
+// pub use cursor::{CursorPolicy, ViewerCursor};
+pub use store::{SegmentStore, StoreConfig, StreamStatus};

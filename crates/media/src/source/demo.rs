@@ -1,0 +1,3 @@
+//! STUB
+use crate::store::SegmentStore;
+pub async fn run(_store: SegmentStore) {}
