@@ -18,5 +18,5 @@ pub mod playlist;
 pub mod source;
 pub mod store;
 
-// pub use cursor::{CursorPolicy, ViewerCursor};
+pub use cursor::{CursorEnd, CursorPolicy, ViewerCursor};
 pub use store::{SegmentStore, StoreConfig, StreamStatus};

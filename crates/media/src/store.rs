@@ -18,6 +18,10 @@ use tokio::sync::watch;
 
 use crate::fmp4::{Fmp4Error, Fragment, InitSegment};
 
+/// Decode times may step back this much (rounding between timescales) without counting as a
+/// timestamp reset.
+const TIMESTAMP_TOLERANCE_NS: i128 = 1_000_000;
+
 /// How the store keeps and judges the live edge.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -192,7 +196,7 @@ impl SegmentStore {
             session,
             init: None,
             shift_ns: None,
-            last_end_ns: None,
+            last_ends: Vec::new(),
         }
     }
 
@@ -352,8 +356,8 @@ pub struct Ingest {
     init: Option<Arc<Epoch>>,
     /// Shift from this session's timeline to the store's, fixed by its first fragment.
     shift_ns: Option<i128>,
-    /// End of this session's last fragment (store timeline).
-    last_end_ns: Option<i128>,
+    /// End of each track's last fragment in this session (store timeline).
+    last_ends: Vec<(u32, i128)>,
 }
 
 /// Why the store refused something a source sent.
@@ -399,7 +403,7 @@ impl Ingest {
             }
         }
         self.shift_ns = None;
-        self.last_end_ns = None;
+        self.last_ends.clear();
         Ok(())
     }
 
@@ -428,10 +432,13 @@ impl Ingest {
         let duration = frag.end_ns() - start;
         // Fix the shift on the first fragment, and again whenever the source's own timeline
         // jumps backwards (a timestamp reset inside one run).
-        let needs_shift = match (self.shift_ns, self.last_end_ns) {
-            (None, _) => true,
-            (Some(s), Some(end)) => start + s < end,
-            (Some(_), None) => false,
+        let needs_shift = match self.shift_ns {
+            None => true,
+            Some(s) => frag.runs.iter().any(|r| {
+                self.last_ends.iter().any(|&(id, end)| {
+                    id == r.track_id && r.start_ns() + s < end - TIMESTAMP_TOLERANCE_NS
+                })
+            }),
         };
         if needs_shift {
             let shift = match st.timeline_end_ns {
@@ -441,8 +448,8 @@ impl Ingest {
                         .last_arrival
                         .map_or(0, |t| now.duration_since(t).as_nanos() as i128);
                     let target = end.max(end + idle - duration);
-                    if self.shift_ns.is_none() && self.last_end_ns.is_none() {
-                        st.counters.splices += u64::from(st.timeline_end_ns.is_some());
+                    if self.shift_ns.is_none() {
+                        st.counters.splices += 1;
                     }
                     target - start
                 }
@@ -463,7 +470,9 @@ impl Ingest {
             arrived: now,
             fragment: frag,
         });
-        self.last_end_ns = Some(live.end_ns());
+        self.last_ends.clear();
+        self.last_ends
+            .extend(live.fragment.runs.iter().map(|r| (r.track_id, r.end_ns())));
         st.timeline_end_ns = Some(live.end_ns());
         let was_online = store.is_online(&st, now);
         st.last_arrival = Some(now);
@@ -494,6 +503,11 @@ impl Ingest {
             }
             let f = st.fragments.pop_front().expect("len > 1");
             st.buffered_bytes -= f.len();
+            // Drop the rest of a group whose keyframe is gone: nothing can start there.
+            while st.fragments.len() > 1 && !st.fragments[0].keyframe() {
+                let f = st.fragments.pop_front().expect("len > 1");
+                st.buffered_bytes -= f.len();
+            }
         }
         store.publish(&st);
         Ok(())

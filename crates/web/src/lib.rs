@@ -1,1 +1,75 @@
-//! placeholder
+//! The web face of onionstream: routes, pages, and the glue between HTTP and the media and
+//! room crates. Owns no state of its own beyond counters; could be replaced.
+//!
+//! # Layout
+//! - [`server`]: the accept loop (connection limit, header timeout, graceful shutdown).
+//! - [`deadline_io`]: closes a connection whose socket accepts nothing for too long.
+//! - [`security`]: the headers every response carries.
+//! - [`visitor`]: who is asking: the token from `?token=` or the cookie.
+//! - [`page`]: the no-JS page, its info frame, static files.
+//! - [`stream`]: `GET /stream.mp4`, one endless response per viewer.
+//! - [`hls`]: `GET /hls/...`, the same stream as HLS.
+//! - [`error_page`]: every refusal as a small HTML page with a reason.
+//! - [`counters`]: what delivery did, for benchmarks and (later) metrics.
+//!
+//! **Architecture invariant:** only this crate knows HTML, URLs and HTTP status codes.
+
+pub mod counters;
+pub mod deadline_io;
+pub mod error_page;
+pub mod hls;
+pub mod page;
+pub mod security;
+pub mod server;
+pub mod stream;
+pub mod visitor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+
+pub use counters::DeliveryCounters;
+pub use server::{serve, ServerLimits};
+
+/// Settings of the web layer.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Meta-refresh interval of the info frame (title, viewers, uptime) without JavaScript.
+    pub info_refresh: Duration,
+    /// Start point and catch-up rules of `/stream.mp4`.
+    pub cursor: media::CursorPolicy,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            info_refresh: Duration::from_secs(5),
+            cursor: media::CursorPolicy::default(),
+        }
+    }
+}
+
+/// Everything a request handler may reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<WebConfig>,
+    pub store: media::SegmentStore,
+    pub viewers: room::Viewers,
+    pub title: room::Title,
+    pub counters: Arc<DeliveryCounters>,
+}
+
+/// All routes, with security headers on every response.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page::home))
+        .route("/info", get(page::info))
+        .route("/static/{file}", get(page::static_file))
+        .route("/stream.mp4", get(stream::stream_mp4))
+        .route("/hls/{file}", get(hls::hls_file))
+        .fallback(error_page::not_found)
+        .layer(axum::middleware::map_response(security::headers))
+        .with_state(state)
+}

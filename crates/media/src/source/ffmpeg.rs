@@ -38,6 +38,9 @@ impl Command {
             args: vec![],
         }
     }
+    pub fn display(&self) -> String {
+        format!("{} {}", self.program.display(), self.args.join(" "))
+    }
     pub fn for_rtmp(_addr: SocketAddr, _options: &SourceOptions) -> Self {
         Command {
             program: "ffmpeg".into(),

@@ -1,0 +1,124 @@
+//! The command line: flags that override the config file, and subcommands.
+//!
+//! Owns: `--help` (which must be a complete manual) and merging flags into the config.
+//! Must never: start anything; `main` does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+const ABOUT: &str = "An anonymous livestreaming site on Tor, in one program.";
+
+const LONG_ABOUT: &str = "\
+An anonymous livestreaming site on Tor, in one program.
+
+With no options, serves the built-in demo stream on http://127.0.0.1:8080/. Viewers get a page
+that works with JavaScript and cookies off (Tor Browser's Safest level): the live video, the
+title, the viewer count, the uptime and whether the stream is live.
+
+Every option can also be set in a TOML file given with --config (see onionstream.toml, which
+lists every key with its default); flags override the file.
+
+Files in the data directory:
+  title.txt   the stream title (first line); edits show on every page within seconds";
+
+fn source_long_help() -> String {
+    format!(
+        "Where video comes from [default: demo]\n\n\
+         demo               the built-in demo clip, looped as a live stream (no ffmpeg needed)\n\
+         folder:DIR         watch DIR where OBS (\"Output to File\", container hls, fmp4) or ffmpeg writes\n\
+         \x20                  stream.m3u8 + init + .m4s segments (names come from the playlist)\n\
+         ffmpeg:test        run ffmpeg: test pattern with a burned-in clock and a tone\n\
+         ffmpeg:screen      run ffmpeg: screen + system audio capture\n\
+         ffmpeg:file:PATH   run ffmpeg: play a file in real time, looped\n\
+         ffmpeg:args        run ffmpeg with the config's [ffmpeg] input_args\n\
+         rtmp[:IP:PORT]     run ffmpeg as an RTMP listener for OBS \"Start Streaming\"\n\
+         \x20                  (default {}, server URL rtmp://127.0.0.1:1935/live)\n\n\
+         The exact ffmpeg commands (overridable in the config's [ffmpeg] table):\n{}",
+        media::source::DEFAULT_RTMP_ADDR,
+        sources_text(&media::source::SourceOptions::default())
+    )
+}
+
+/// The ffmpeg command line of each ffmpeg-based source.
+pub fn sources_text(options: &media::source::SourceOptions) -> String {
+    use media::source::ffmpeg::{Command, Preset};
+    let mut out = String::new();
+    for (name, preset) in [
+        ("ffmpeg:test", Preset::Test),
+        ("ffmpeg:screen", Preset::Screen),
+        ("ffmpeg:file:PATH", Preset::File("PATH".into())),
+    ] {
+        out.push_str(&format!(
+            "  {name}:\n    {}\n",
+            Command::for_preset(&preset, options).display()
+        ));
+    }
+    let rtmp: SocketAddr = media::source::DEFAULT_RTMP_ADDR
+        .parse()
+        .expect("valid default");
+    out.push_str(&format!(
+        "  rtmp:\n    {}\n",
+        Command::for_rtmp(rtmp, options).display()
+    ));
+    out
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "onionstream", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// Address to serve on [default: 127.0.0.1:8080]; port 0 picks a free port
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for state such as title.txt [default: $XDG_DATA_HOME/onionstream or
+    /// ~/.local/share/onionstream]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Read settings from this TOML file (flags override it)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where video comes from: demo, folder:DIR, ffmpeg:test, ffmpeg:screen,
+    /// ffmpeg:file:PATH, ffmpeg:args, rtmp[:IP:PORT] [default: demo]
+    #[arg(long, value_name = "SPEC", long_help = source_long_help())]
+    pub source: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration (file + flags + defaults) as TOML
+    PrintConfig,
+    /// Print the ffmpeg command line each ffmpeg-based source runs
+    Sources,
+}
+
+impl Cli {
+    /// The config file (or defaults) with the flags applied, checked.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(l) = self.listen {
+            config.listen = l;
+        }
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(s) = &self.source {
+            s.parse::<media::source::SourceSpec>()
+                .map_err(|e| format!("--source: {e}"))?;
+            config.source = s.clone();
+        }
+        config.check()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,338 @@
+//! The configuration file (`onionstream.toml`): every key, its default, and how CLI flags
+//! override it. The shipped `onionstream.toml` documents each key; a test keeps the two equal.
+//!
+//! Owns: reading and checking the config. Must never: hold secrets in a form that `print`
+//! would show, or accept an unknown key silently (a typo must be an error naming the key).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration. Every field has a default; an empty file is a valid config.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the web server listens on. Loopback only unless `allow_non_loopback`.
+    pub listen: SocketAddr,
+    /// Serve on a non-loopback address. Off by default: over Tor, nothing else is needed.
+    pub allow_non_loopback: bool,
+    /// Where state lives (`title.txt`, later chat and keys). Empty: the platform default.
+    pub data_dir: PathBuf,
+    /// The video source: demo, folder:DIR, ffmpeg:test, ffmpeg:screen, ffmpeg:file:PATH,
+    /// ffmpeg:args, rtmp, rtmp:IP:PORT.
+    pub source: String,
+    pub ffmpeg: FfmpegConfig,
+    pub delivery: DeliveryConfig,
+    pub limits: LimitsConfig,
+    pub page: PageConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FfmpegConfig {
+    /// The ffmpeg program.
+    pub program: PathBuf,
+    /// Input and encoding arguments replacing the preset's (required by `ffmpeg:args`).
+    pub input_args: Vec<String>,
+    /// Output arguments replacing the default fragmented-MP4-to-stdout ones.
+    pub output_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// A new viewer starts at the keyframe about this far behind the live edge.
+    pub start_behind_ms: u64,
+    /// A viewer further behind than this is moved forward.
+    pub max_behind_ms: u64,
+    /// A viewer that could be sent nothing for this long keeps a gap when moved forward.
+    pub stall_gap_ms: u64,
+    /// An open stream with nothing to send for this long ends.
+    pub idle_end_secs: u64,
+    /// A connection whose socket accepts nothing for this long is closed.
+    pub write_stall_timeout_secs: u64,
+    /// Media kept in memory behind the live edge.
+    pub retention_secs: u64,
+    /// Upper bound on media kept in memory.
+    pub max_buffer_mib: u64,
+    /// The stream counts as offline when nothing arrived for this long.
+    pub offline_after_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open `/stream.mp4` responses one visitor (token) may hold.
+    pub max_streams_per_token: usize,
+    /// New `/stream.mp4` responses one visitor may open per minute.
+    pub stream_opens_per_minute: usize,
+    /// Open `/stream.mp4` responses in all.
+    pub max_streams: usize,
+    /// Open connections in all.
+    pub max_connections: usize,
+    /// Time a client has to send request headers.
+    pub header_read_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PageConfig {
+    /// Refresh interval of the info panel without JavaScript.
+    pub info_refresh_secs: u64,
+    /// A visitor counts as a viewer while video reached them this recently.
+    pub watching_window_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            allow_non_loopback: false,
+            data_dir: PathBuf::new(),
+            source: "demo".into(),
+            ffmpeg: FfmpegConfig::default(),
+            delivery: DeliveryConfig::default(),
+            limits: LimitsConfig::default(),
+            page: PageConfig::default(),
+        }
+    }
+}
+
+impl Default for FfmpegConfig {
+    fn default() -> Self {
+        FfmpegConfig {
+            program: "ffmpeg".into(),
+            input_args: Vec::new(),
+            output_args: Vec::new(),
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let cursor = media::CursorPolicy::default();
+        let store = media::StoreConfig::default();
+        DeliveryConfig {
+            start_behind_ms: cursor.start_behind.as_millis() as u64,
+            max_behind_ms: cursor.max_behind.as_millis() as u64,
+            stall_gap_ms: cursor.stall_gap.as_millis() as u64,
+            idle_end_secs: cursor.idle_end.as_secs(),
+            write_stall_timeout_secs: web::ServerLimits::default().write_stall_timeout.as_secs(),
+            retention_secs: store.retention.as_secs(),
+            max_buffer_mib: (store.max_buffer_bytes / (1024 * 1024)) as u64,
+            offline_after_secs: store.offline_after.as_secs(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let s = room::StreamLimits::default();
+        let server = web::ServerLimits::default();
+        LimitsConfig {
+            max_streams_per_token: s.max_per_token,
+            stream_opens_per_minute: s.opens_per_minute,
+            max_streams: s.max_total,
+            max_connections: server.max_connections,
+            header_read_timeout_secs: server.header_read_timeout.as_secs(),
+        }
+    }
+}
+
+impl Default for PageConfig {
+    fn default() -> Self {
+        PageConfig {
+            info_refresh_secs: web::WebConfig::default().info_refresh.as_secs(),
+            watching_window_secs: room::StreamLimits::default().watching_window.as_secs(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file; errors name the file, the line and the key.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn check(&self) -> Result<(), String> {
+        let d = &self.delivery;
+        if d.start_behind_ms >= d.max_behind_ms {
+            return Err(format!(
+                "delivery.start_behind_ms ({}) must be less than delivery.max_behind_ms ({})",
+                d.start_behind_ms, d.max_behind_ms
+            ));
+        }
+        if d.retention_secs * 1000 < d.max_behind_ms {
+            return Err(format!(
+                "delivery.retention_secs ({}) must cover delivery.max_behind_ms ({})",
+                d.retention_secs, d.max_behind_ms
+            ));
+        }
+        for (key, v) in [
+            ("delivery.idle_end_secs", d.idle_end_secs),
+            (
+                "delivery.write_stall_timeout_secs",
+                d.write_stall_timeout_secs,
+            ),
+            ("delivery.offline_after_secs", d.offline_after_secs),
+            ("delivery.max_buffer_mib", d.max_buffer_mib),
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+            ),
+            ("page.info_refresh_secs", self.page.info_refresh_secs),
+            ("page.watching_window_secs", self.page.watching_window_secs),
+            (
+                "limits.max_streams_per_token",
+                self.limits.max_streams_per_token as u64,
+            ),
+            (
+                "limits.stream_opens_per_minute",
+                self.limits.stream_opens_per_minute as u64,
+            ),
+            ("limits.max_streams", self.limits.max_streams as u64),
+            ("limits.max_connections", self.limits.max_connections as u64),
+        ] {
+            if v == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        self.source
+            .parse::<media::source::SourceSpec>()
+            .map_err(|e| format!("source: {e}"))?;
+        if !self.allow_non_loopback && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "listen address {} is not a loopback address; onionstream serves on loopback and \
+                 lets tor publish it. Set allow_non_loopback = true to serve on it anyway",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+
+    /// The data directory: the configured one, else `$XDG_DATA_HOME/onionstream`, else
+    /// `~/.local/share/onionstream`, else `./onionstream-data`.
+    pub fn data_dir(&self) -> PathBuf {
+        if !self.data_dir.as_os_str().is_empty() {
+            return self.data_dir.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(x).join("onionstream");
+        }
+        if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(h).join(".local/share/onionstream");
+        }
+        PathBuf::from("onionstream-data")
+    }
+
+    pub fn store_config(&self) -> media::StoreConfig {
+        let d = &self.delivery;
+        media::StoreConfig {
+            retention: Duration::from_secs(d.retention_secs),
+            max_buffer_bytes: (d.max_buffer_mib as usize).saturating_mul(1024 * 1024),
+            offline_after: Duration::from_secs(d.offline_after_secs),
+        }
+    }
+
+    pub fn web_config(&self) -> web::WebConfig {
+        let d = &self.delivery;
+        web::WebConfig {
+            info_refresh: Duration::from_secs(self.page.info_refresh_secs),
+            cursor: media::CursorPolicy {
+                start_behind: Duration::from_millis(d.start_behind_ms),
+                max_behind: Duration::from_millis(d.max_behind_ms),
+                stall_gap: Duration::from_millis(d.stall_gap_ms),
+                idle_end: Duration::from_secs(d.idle_end_secs),
+            },
+        }
+    }
+
+    pub fn stream_limits(&self) -> room::StreamLimits {
+        room::StreamLimits {
+            max_per_token: self.limits.max_streams_per_token,
+            opens_per_minute: self.limits.stream_opens_per_minute,
+            max_total: self.limits.max_streams,
+            watching_window: Duration::from_secs(self.page.watching_window_secs),
+        }
+    }
+
+    pub fn server_limits(&self) -> web::ServerLimits {
+        web::ServerLimits {
+            max_connections: self.limits.max_connections,
+            header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs),
+            write_stall_timeout: Duration::from_secs(self.delivery.write_stall_timeout_secs),
+            ..web::ServerLimits::default()
+        }
+    }
+
+    pub fn source_options(&self) -> media::source::SourceOptions {
+        media::source::SourceOptions {
+            ffmpeg_program: Some(self.ffmpeg.program.clone()),
+            ffmpeg_input_args: (!self.ffmpeg.input_args.is_empty())
+                .then(|| self.ffmpeg.input_args.clone()),
+            ffmpeg_output_args: (!self.ffmpeg.output_args.is_empty())
+                .then(|| self.ffmpeg.output_args.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../../onionstream.toml");
+
+    #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let shipped = Config::parse(SHIPPED).expect("shipped config parses");
+        assert_eq!(shipped, Config::default());
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_shipped_example() {
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        let table: toml::Table = toml::from_str(&defaults).unwrap();
+        fn keys(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in t {
+                match v {
+                    toml::Value::Table(sub) => keys(&format!("{prefix}{k}."), sub, out),
+                    _ => out.push(format!("{prefix}{k}")),
+                }
+            }
+        }
+        let mut all = Vec::new();
+        keys("", &table, &mut all);
+        for key in all {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(
+                SHIPPED
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{leaf} ="))),
+                "{key} is not in onionstream.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_key() {
+        let e = Config::parse("[delivery]\nstart_behind_msec = 3\n").unwrap_err();
+        assert!(e.contains("start_behind_msec"), "{e}");
+        let e = Config::parse("listen = \"0.0.0.0:80\"\n").unwrap_err();
+        assert!(e.contains("0.0.0.0:80"), "{e}");
+        let e = Config::parse("source = \"webcam\"\n").unwrap_err();
+        assert!(e.contains("webcam"), "{e}");
+        let e = Config::parse("[delivery]\nstart_behind_ms = 9000\n").unwrap_err();
+        assert!(e.contains("max_behind_ms"), "{e}");
+    }
+}

@@ -1,0 +1,25 @@
+//! Counters of what delivery did. Owns nothing but atomics; must never block or allocate.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters, read by benchmarks and tests (and metrics, later).
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    pub streams_opened: AtomicU64,
+    pub streams_refused: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub catch_ups: AtomicU64,
+    pub gap_jumps: AtomicU64,
+    /// Connections closed because their socket accepted nothing for too long.
+    pub stalled_dropped: AtomicU64,
+}
+
+impl DeliveryCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
