@@ -53,6 +53,8 @@ pub struct DeliveryConfig {
     pub idle_end_secs: u64,
     /// A connection whose socket accepts nothing for this long is closed.
     pub write_stall_timeout_secs: u64,
+    /// Kernel send buffer per connection, in KiB (0: the OS default).
+    pub socket_send_buffer_kib: u64,
     /// Media kept in memory behind the live edge.
     pub retention_secs: u64,
     /// Upper bound on media kept in memory.
@@ -120,6 +122,9 @@ impl Default for DeliveryConfig {
             stall_gap_ms: cursor.stall_gap.as_millis() as u64,
             idle_end_secs: cursor.idle_end.as_secs(),
             write_stall_timeout_secs: web::ServerLimits::default().write_stall_timeout.as_secs(),
+            socket_send_buffer_kib: web::ServerLimits::default()
+                .socket_send_buffer
+                .map_or(0, |b| (b / 1024) as u64),
             retention_secs: store.retention.as_secs(),
             max_buffer_mib: (store.max_buffer_bytes / (1024 * 1024)) as u64,
             offline_after_secs: store.offline_after.as_secs(),
@@ -272,6 +277,8 @@ impl Config {
             max_connections: self.limits.max_connections,
             header_read_timeout: Duration::from_secs(self.limits.header_read_timeout_secs),
             write_stall_timeout: Duration::from_secs(self.delivery.write_stall_timeout_secs),
+            socket_send_buffer: (self.delivery.socket_send_buffer_kib > 0)
+                .then(|| self.delivery.socket_send_buffer_kib as usize * 1024),
             ..web::ServerLimits::default()
         }
     }

@@ -28,6 +28,9 @@ pub struct ServerLimits {
     pub write_stall_timeout: Duration,
     /// On shutdown, how long open requests get to finish.
     pub shutdown_grace: Duration,
+    /// Kernel send buffer of each connection. Small enough that a slow viewer's backlog stays
+    /// with us (where catch-up can drop it) rather than in the kernel; `None`: the OS default.
+    pub socket_send_buffer: Option<usize>,
 }
 
 impl Default for ServerLimits {
@@ -37,6 +40,7 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(20),
             write_stall_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(2),
+            socket_send_buffer: Some(128 * 1024),
         }
     }
 }
@@ -86,6 +90,9 @@ pub async fn serve(
         };
         full_logged = false;
         let _ = stream.set_nodelay(true);
+        if let Some(size) = limits.socket_send_buffer {
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+        }
         let io = TokioIo::new(DeadlineIo::new(
             stream,
             limits.write_stall_timeout,
