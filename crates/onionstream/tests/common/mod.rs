@@ -49,9 +49,11 @@ impl Server {
     pub async fn start(args: &[&str], config: Option<&str>) -> Server {
         let data_dir = temp_dir("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_onionstream"));
-        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .args(args);
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--data-dir") {
+            cmd.arg("--data-dir").arg(&data_dir);
+        }
+        cmd.args(args);
         if let Some(text) = config {
             let path = data_dir.join("test.toml");
             std::fs::write(&path, text).unwrap();
@@ -71,7 +73,12 @@ impl Server {
             .await
             .expect("server announces itself within 30 s")
             .unwrap()
-            .expect("a serving line");
+            .unwrap_or_else(|| {
+                panic!(
+                    "no serving line; log:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                )
+            });
         let url = line
             .strip_prefix("onionstream: serving http://")
             .expect(&line);
