@@ -1,0 +1,517 @@
+//! `bench`: measures the live video path and prints the figures the README reports.
+//!
+//! Owns: the benchmark clients and their arithmetic. Must never: send traffic anywhere but
+//! loopback, or run without bounds (every phase has a fixed duration).
+//!
+//! Phases (all by default; pick with flags):
+//! - `--delay`: server-added delay, from a fragment entering the store to its first byte
+//!   at each of N connected viewers (N = 1, 100, 1000), p50/p99. Store, server and clients
+//!   share this process (one clock); the demo clip feeds the store in real time.
+//! - `--latency`: live latency at a client (wall clock minus media time of the newest
+//!   fragment received) with a real-time ffmpeg source (testsrc2 640x360 30 fps, x264
+//!   400 kbit/s, AAC 64 kbit/s), through folder mode (HLS, 2 s segments, as the seed) and the
+//!   ffmpeg pipe. The clock starts when ffmpeg is spawned, so ffmpeg's start-up counts.
+//! - `--capacity`: the real `onionstream` binary (demo source, ~500 kbit/s) as a separate
+//!   process; N clients each read `/stream.mp4` at full speed (the stream rate is the limit).
+//!   A client keeps up when it receives ≥ 95 % of the stream's bytes over the window.
+//!   Reports server CPU and RSS per viewer from /proc.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use media::fmp4::{StreamPart, StreamSplitter};
+use media::source::demo::DemoClip;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Parser, Debug)]
+#[command(name = "bench", about = "Benchmarks of onionstream's live video path (loopback only)")]
+struct Args {
+    /// Measure server-added delay
+    #[arg(long)]
+    delay: bool,
+    /// Measure live latency at the client (needs ffmpeg)
+    #[arg(long)]
+    latency: bool,
+    /// Measure capacity (concurrent viewers that keep up)
+    #[arg(long)]
+    capacity: bool,
+    /// Viewer counts for --delay
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    delay_viewers: Vec<usize>,
+    /// Viewer counts for --capacity
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,3000,5000")]
+    viewers: Vec<usize>,
+    /// Measurement window of each capacity step, in seconds
+    #[arg(long, default_value_t = 30)]
+    window_secs: u64,
+    /// Measurement time of each delay / latency run, in seconds
+    #[arg(long, default_value_t = 15)]
+    run_secs: u64,
+}
+
+fn main() {
+    let mut args = Args::parse();
+    if !(args.delay || args.latency || args.capacity) {
+        args.delay = true;
+        args.latency = true;
+        args.capacity = true;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        if args.delay {
+            for &n in &args.delay_viewers {
+                delay(n, Duration::from_secs(args.run_secs)).await;
+            }
+        }
+        if args.latency {
+            latency_folder(Duration::from_secs(args.run_secs)).await;
+            latency_pipe(Duration::from_secs(args.run_secs)).await;
+        }
+        if args.capacity {
+            capacity(&args.viewers, Duration::from_secs(args.window_secs)).await;
+        }
+    });
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+/// An in-process server: store, viewers, router on a loopback port.
+async fn in_process_server(store: media::SegmentStore) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let counters = Arc::new(web::DeliveryCounters::default());
+    let state = web::AppState {
+        config: Arc::new(web::WebConfig::default()),
+        store,
+        viewers: room::Viewers::new(room::StreamLimits {
+            max_total: 100_000,
+            ..room::StreamLimits::default()
+        }),
+        title: room::Title::default(),
+        counters: counters.clone(),
+    };
+    tokio::spawn(web::serve(
+        listener,
+        web::router(state),
+        web::ServerLimits {
+            max_connections: 100_000,
+            ..web::ServerLimits::default()
+        },
+        counters,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// Opens `/stream.mp4` as HTTP/1.0 (no chunking: the body is the raw stream) and returns the
+/// socket positioned at the first body byte.
+async fn open_stream(addr: std::net::SocketAddr, token: &str) -> std::io::Result<BufReader<TcpStream>> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(format!("GET /stream.mp4?token={token} HTTP/1.0\r\n\r\n").as_bytes())
+        .await?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).await?;
+    if !line.contains(" 200 ") {
+        return Err(std::io::Error::other(format!("status {}", line.trim())));
+    }
+    loop {
+        line.clear();
+        r.read_line(&mut line).await?;
+        if line.trim().is_empty() {
+            return Ok(r);
+        }
+    }
+}
+
+/// Finds `moof` boxes in a byte stream as the bytes arrive and reports their sequence
+/// numbers, without keeping the media.
+#[derive(Default)]
+struct MoofScanner {
+    header: Vec<u8>,
+    skip: u64,
+}
+
+impl MoofScanner {
+    fn feed(&mut self, mut data: &[u8], mut on_moof: impl FnMut(u32)) {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = (self.skip as usize).min(data.len());
+                self.skip -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let want = 24 - self.header.len();
+            let n = want.min(data.len());
+            self.header.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.header.len() < 8 {
+                continue;
+            }
+            let size = u32::from_be_bytes(self.header[0..4].try_into().expect("4")) as u64;
+            let is_moof = &self.header[4..8] == b"moof";
+            if is_moof && self.header.len() < 24 {
+                continue;
+            }
+            if is_moof {
+                on_moof(u32::from_be_bytes(self.header[20..24].try_into().expect("4")));
+            }
+            self.skip = size.saturating_sub(self.header.len() as u64);
+            self.header.clear();
+        }
+    }
+}
+
+async fn delay(viewers: usize, run: Duration) {
+    let store = media::SegmentStore::new(media::StoreConfig::default());
+    let ingested: Arc<Mutex<HashMap<u32, Instant>>> = Arc::default();
+    {
+        let store = store.clone();
+        let ingested = ingested.clone();
+        tokio::spawn(async move {
+            let clip = DemoClip::load();
+            let mut ingest = store.ingest();
+            ingest.init(clip.init.bytes.clone()).expect("demo init");
+            let t0 = tokio::time::Instant::now();
+            let origin = clip.fragments[0].start_ns();
+            let mut seq = 1u32;
+            for lap in 0u64.. {
+                for (i, f) in clip.fragments.iter().enumerate() {
+                    let due = f.end_ns() - origin + clip.period_ns * i128::from(lap);
+                    tokio::time::sleep_until(t0 + Duration::from_nanos(due as u64)).await;
+                    ingested.lock().expect("lock").insert(seq, Instant::now());
+                    if ingest.fragment(clip.moof(lap, i), f.mdat.clone()).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+            }
+        });
+    }
+    let addr = in_process_server(store.clone()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Instant::now();
+    let samples: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for i in 0..viewers {
+        let samples = samples.clone();
+        let ingested = ingested.clone();
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut r) = open_stream(addr, &format!("bench-delay-viewer-{i:06}")).await else {
+                return;
+            };
+            let mut scanner = MoofScanner::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut local = Vec::new();
+            let settle = started + Duration::from_secs(2);
+            let end = started + run;
+            while Instant::now() < end {
+                let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), r.read(&mut buf)).await else {
+                    break;
+                };
+                if n == 0 {
+                    break;
+                }
+                let now = Instant::now();
+                scanner.feed(&buf[..n], |seq| {
+                    if now < settle {
+                        return;
+                    }
+                    if let Some(t) = ingested.lock().expect("lock").get(&seq) {
+                        if *t >= settle {
+                            local.push(now.duration_since(*t).as_secs_f64() * 1000.0);
+                        }
+                    }
+                });
+            }
+            samples.lock().expect("lock").extend(local);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let s = sorted(std::mem::take(&mut *samples.lock().expect("lock")));
+    println!(
+        "delay  viewers={viewers:5}  samples={:7}  p50={:.3} ms  p99={:.3} ms  max={:.3} ms",
+        s.len(),
+        percentile(&s, 0.5),
+        percentile(&s, 0.99),
+        s.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+/// The baseline's source: testsrc2 640x360 30 fps, x264 400 kbit/s, AAC 64 kbit/s.
+fn baseline_encode_args() -> Vec<String> {
+    "-re -f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+     -c:v libx264 -b:v 400k -preset veryfast -tune zerolatency -g 30 -sc_threshold 0 -pix_fmt yuv420p \
+     -c:a aac -b:a 64k"
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Reads `/stream.mp4` for `run` and returns latency samples (ms): wall time since `t0`
+/// minus the media end time of each fragment as it completes.
+async fn client_latency(addr: std::net::SocketAddr, t0: Instant, run: Duration) -> Vec<f64> {
+    let mut r = match open_stream(addr, "bench-latency-viewer").await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("latency client: {e}");
+            return vec![];
+        }
+    };
+    let mut split = StreamSplitter::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut init = None;
+    let mut out = Vec::new();
+    let end = Instant::now() + run;
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), r.read(&mut buf)).await else {
+            break;
+        };
+        if n == 0 {
+            break;
+        }
+        let now = Instant::now();
+        split.push(&buf[..n]);
+        while let Ok(Some(p)) = split.next_part() {
+            match p {
+                StreamPart::Init(b) => init = media::fmp4::InitSegment::parse(b).ok(),
+                StreamPart::Fragment { moof, mdat } => {
+                    let Some(init) = &init else { continue };
+                    if let Ok(f) = media::fmp4::Fragment::parse(moof, mdat, init) {
+                        if now >= settle {
+                            let media_ms = f.end_ns() as f64 / 1e6;
+                            out.push(now.duration_since(t0).as_secs_f64() * 1000.0 - media_ms);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn wait_online(store: &media::SegmentStore, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if store.status().online {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn report_latency(what: &str, samples: Vec<f64>) {
+    let s = sorted(samples);
+    println!(
+        "latency {what:12} samples={:5}  p50={:.0} ms  p99={:.0} ms",
+        s.len(),
+        percentile(&s, 0.5),
+        percentile(&s, 0.99)
+    );
+}
+
+async fn latency_folder(run: Duration) {
+    let dir = std::env::temp_dir().join(format!("onionstream-bench-hls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let store = media::SegmentStore::new(media::StoreConfig::default());
+    tokio::spawn(media::source::folder::run(dir.clone(), store.clone()));
+    let t0 = Instant::now();
+    let mut ffmpeg = tokio::process::Command::new("ffmpeg");
+    ffmpeg
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(baseline_encode_args())
+        .args(
+            "-f hls -hls_init_time 0 -hls_time 2 -hls_list_size 120 -hls_flags delete_segments -hls_segment_type fmp4"
+                .split_whitespace(),
+        )
+        .arg(dir.join("stream.m3u8"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let Ok(child) = ffmpeg.spawn() else {
+        println!("latency folder: ffmpeg not found, skipped");
+        return;
+    };
+    if !wait_online(&store, Duration::from_secs(20)).await {
+        println!("latency folder: the stream never came online");
+        return;
+    }
+    let addr = in_process_server(store).await;
+    let samples = client_latency(addr, t0, run).await;
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    report_latency("folder", samples);
+}
+
+async fn latency_pipe(run: Duration) {
+    let store = media::SegmentStore::new(media::StoreConfig::default());
+    let options = media::source::SourceOptions {
+        ffmpeg_program: None,
+        ffmpeg_input_args: Some(baseline_encode_args()),
+        ffmpeg_output_args: None,
+    };
+    let t0 = Instant::now();
+    let task = tokio::spawn(media::source::run(
+        media::source::SourceSpec::Ffmpeg(media::source::ffmpeg::Preset::Custom),
+        store.clone(),
+        options,
+    ));
+    if !wait_online(&store, Duration::from_secs(20)).await {
+        println!("latency pipe: the stream never came online");
+        task.abort();
+        return;
+    }
+    let addr = in_process_server(store).await;
+    let samples = client_latency(addr, t0, run).await;
+    task.abort();
+    report_latency("ffmpeg-pipe", samples);
+}
+
+/// CPU ticks (user+system) and RSS (KiB) of a process.
+fn proc_usage(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((ticks, rss))
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    100.0 // Linux USER_HZ
+}
+
+fn server_binary() -> PathBuf {
+    let me = std::env::current_exe().expect("own path");
+    me.with_file_name("onionstream")
+}
+
+async fn capacity(steps: &[usize], window: Duration) {
+    let bin = server_binary();
+    let data = std::env::temp_dir().join(format!("onionstream-bench-data-{}", std::process::id()));
+    let config = data.join("bench.toml");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_streams = 100000\nmax_connections = 100000\n",
+    )
+    .expect("config");
+    let mut child = match tokio::process::Command::new(&bin)
+        .args(["--listen", "127.0.0.1:0", "--source", "demo", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            println!("capacity: cannot start {} ({e}); build it with cargo build --release", bin.display());
+            return;
+        }
+    };
+    let pid = child.id().expect("pid");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = lines.next_line().await.ok().flatten().unwrap_or_default();
+    let Some(addr) = line
+        .strip_prefix("onionstream: serving http://")
+        .and_then(|a| a.trim_end_matches('/').parse::<std::net::SocketAddr>().ok())
+    else {
+        println!("capacity: the server did not start: {line}");
+        return;
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let clip = DemoClip::load();
+    let stream_bytes_per_sec = media::source::demo::DEMO_CLIP.len() as f64 / (clip.period_ns as f64 / 1e9);
+    let (_, idle_rss) = proc_usage(pid).unwrap_or((0, 0));
+    println!(
+        "capacity: stream {:.0} kbit/s; server idle RSS {} KiB; window {} s",
+        stream_bytes_per_sec * 8.0 / 1000.0,
+        idle_rss,
+        window.as_secs()
+    );
+    for &n in steps {
+        let counts: Arc<Vec<std::sync::atomic::AtomicU64>> =
+            Arc::new((0..n).map(|_| std::sync::atomic::AtomicU64::new(0)).collect());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let counts = counts.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let Ok(mut r) = open_stream(addr, &format!("bench-capacity-{n}-{i:06}")).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 16 * 1024];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match tokio::time::timeout(Duration::from_secs(1), r.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => return,
+                        Ok(Ok(k)) => {
+                            counts[i].fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }));
+        }
+        // Warm up: everyone connected and past the start-up burst.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let before: Vec<u64> = counts.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        let (cpu0, _) = proc_usage(pid).unwrap_or((0, 0));
+        let t = Instant::now();
+        tokio::time::sleep(window).await;
+        let secs = t.elapsed().as_secs_f64();
+        let (cpu1, rss) = proc_usage(pid).unwrap_or((0, 0));
+        let after: Vec<u64> = counts.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        let need = stream_bytes_per_sec * secs * 0.95;
+        let kept_up = before.iter().zip(&after).filter(|(b, a)| (**a - **b) as f64 >= need).count();
+        let cpu = (cpu1 - cpu0) as f64 / clock_ticks_per_sec() / secs * 100.0;
+        println!(
+            "capacity viewers={n:5}  kept_up={kept_up:5} ({:.1} %)  server_cpu={cpu:.0} % (of one core)  cpu_per_100={:.2} %  rss={} KiB  rss_per_viewer={:.1} KiB",
+            kept_up as f64 * 100.0 / n as f64,
+            cpu * 100.0 / n as f64,
+            rss,
+            (rss.saturating_sub(idle_rss)) as f64 / n as f64,
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let _ = child.start_kill();
+    let _ = std::fs::remove_dir_all(&data);
+}
