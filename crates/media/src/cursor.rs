@@ -143,17 +143,19 @@ impl ViewerCursor {
             // Mark the current version seen before looking, so no fragment is missed.
             self.version.borrow_and_update();
             match self.store.lookup(self.epoch.id, self.next_seq) {
-                Lookup::Ready(frag) => {
-                    if let Some(edge) = self.store.live_edge_ns() {
-                        if edge - frag.start_ns() > self.policy.max_behind.as_nanos() as i128 {
-                            self.jump();
-                            continue;
-                        }
+                Lookup::Ready(frag, edge) => {
+                    let behind = edge - frag.start_ns() > self.policy.max_behind.as_nanos() as i128;
+                    if behind && self.jump() {
+                        continue;
                     }
                     return Some(self.send(&frag));
                 }
                 Lookup::Gone => {
-                    self.jump();
+                    if !self.jump() {
+                        // Unreachable while the store keeps a keyframe; never spin.
+                        self.ended = Some(CursorEnd::Idle);
+                        return None;
+                    }
                 }
                 Lookup::EpochEnded => {
                     self.ended = Some(CursorEnd::EpochEnded);
@@ -174,20 +176,14 @@ impl ViewerCursor {
     }
 
     /// Moves the cursor to the catch-up point, choosing continuous or gapped timestamps.
-    fn jump(&mut self) {
-        let Some(target) = self
-            .store
-            .catch_up_point(self.epoch.id, self.policy.start_behind)
-        else {
-            self.ended = Some(CursorEnd::EpochEnded);
-            return;
+    /// Returns false (and changes nothing) when there is no newer keyframe to move to — a
+    /// source whose keyframes are further apart than `max_behind` — so the viewer plays on.
+    fn jump(&mut self) -> bool {
+        let Some(target) = self.store.catch_up_point(self.epoch.id, self.policy.start_behind) else {
+            return false;
         };
         if target.seq <= self.next_seq {
-            // Nothing newer to jump to; play on.
-            self.next_seq = self.next_seq.max(target.seq);
-            if target.seq < self.next_seq {
-                return;
-            }
+            return false;
         }
         let stalled = self
             .last_sent
@@ -204,6 +200,7 @@ impl ViewerCursor {
             }
         }
         self.next_seq = target.seq;
+        true
     }
 
     fn send(&mut self, frag: &LiveFragment) -> Bytes {
@@ -279,7 +276,7 @@ mod tests {
         let init = store.current_epoch().unwrap().init.clone();
         let mut c2 = ViewerCursor::start(&store, CursorPolicy::default()).unwrap();
         // As if it had been reading slowly from the start and just received fragment 2.
-        let Lookup::Ready(prev) = store.lookup(c2.epoch(), 2) else {
+        let Lookup::Ready(prev, _) = store.lookup(c2.epoch(), 2) else {
             panic!("fragment 2 held")
         };
         c2.next_seq = 3;
@@ -340,6 +337,24 @@ mod tests {
         assert!(c.next_chunk().await.is_some(), "the mdat already promised");
         assert!(c.next_chunk().await.is_none());
         assert_eq!(c.ended(), Some(CursorEnd::EpochEnded));
+    }
+
+    #[tokio::test]
+    async fn a_viewer_behind_with_no_newer_keyframe_plays_on_instead_of_spinning() {
+        let store = fed_store(6);
+        let policy = CursorPolicy {
+            // A keyframe interval longer than max_behind looks like this to the cursor.
+            start_behind: Duration::from_secs(3),
+            max_behind: Duration::from_secs(2),
+            ..CursorPolicy::default()
+        };
+        let mut c = ViewerCursor::start(&store, policy).unwrap();
+        c.init_sent = true;
+        // Park the cursor just after the catch-up point: behind, but nothing newer to jump to.
+        let target = store.catch_up_point(c.epoch(), Duration::from_secs(3)).unwrap();
+        c.next_seq = target.seq + 1;
+        let got = tokio::time::timeout(Duration::from_secs(1), c.next_chunk()).await;
+        assert!(got.expect("no busy loop").is_some());
     }
 
     #[tokio::test(start_paused = true)]

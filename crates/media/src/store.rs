@@ -22,6 +22,9 @@ use crate::fmp4::{Fmp4Error, Fragment, InitSegment};
 /// timestamp reset.
 const TIMESTAMP_TOLERANCE_NS: i128 = 1_000_000;
 
+/// A source that sends no keyframe for this much media gets a warning in the log.
+pub const NO_KEYFRAME_WARNING: Duration = Duration::from_secs(10);
+
 /// How the store keeps and judges the live edge.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -109,7 +112,8 @@ pub struct StreamStatus {
 /// Where a cursor's next fragment is.
 #[derive(Debug)]
 pub enum Lookup {
-    Ready(Arc<LiveFragment>),
+    /// The fragment, and the live edge (media end of the newest fragment, ns) at the time.
+    Ready(Arc<LiveFragment>, i128),
     /// Not produced yet.
     Wait,
     /// The cursor's epoch is over (a new init segment) or was never current.
@@ -197,6 +201,8 @@ impl SegmentStore {
             init: None,
             shift_ns: None,
             last_ends: Vec::new(),
+            last_key_ns: None,
+            warned_no_keyframe: false,
         }
     }
 
@@ -301,7 +307,10 @@ impl SegmentStore {
             return Lookup::Gone;
         }
         match st.fragments.get((seq - front.seq) as usize) {
-            Some(f) => Lookup::Ready(f.clone()),
+            Some(f) => {
+                let edge = st.fragments.back().map_or(0, |b| b.end_ns());
+                Lookup::Ready(f.clone(), edge)
+            }
             None => Lookup::Wait,
         }
     }
@@ -358,6 +367,10 @@ pub struct Ingest {
     shift_ns: Option<i128>,
     /// End of each track's last fragment in this session (store timeline).
     last_ends: Vec<(u32, i128)>,
+    /// Media time of this session's last keyframe (or first fragment), and whether the
+    /// "no keyframes" warning was given.
+    last_key_ns: Option<i128>,
+    warned_no_keyframe: bool,
 }
 
 /// Why the store refused something a source sent.
@@ -473,6 +486,20 @@ impl Ingest {
         self.last_ends.clear();
         self.last_ends
             .extend(live.fragment.runs.iter().map(|r| (r.track_id, r.end_ns())));
+        if live.keyframe() {
+            self.last_key_ns = Some(live.start_ns());
+            self.warned_no_keyframe = false;
+        } else {
+            let since = *self.last_key_ns.get_or_insert(live.start_ns());
+            if !self.warned_no_keyframe && live.end_ns() - since > NO_KEYFRAME_WARNING.as_nanos() as i128 {
+                self.warned_no_keyframe = true;
+                tracing::warn!(
+                    "the source sent no keyframe for {} s: viewers cannot start or catch up \
+                     (set the encoder's keyframe interval to 1-2 s)",
+                    NO_KEYFRAME_WARNING.as_secs()
+                );
+            }
+        }
         st.timeline_end_ns = Some(live.end_ns());
         let was_online = store.is_online(&st, now);
         st.last_arrival = Some(now);

@@ -145,3 +145,27 @@ async fn two_hundred_viewers_all_receive_the_stream() {
     let info = get(server.addr, &format!("/info?token={T}")).await.text();
     assert!(info.contains("<span id=\"viewers\">200</span>"), "{info}");
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_serves_the_same_stream_with_the_token_in_every_url() {
+    let server = live_demo(None).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = get(server.addr, &format!("/hls/stream.m3u8?token={T}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    let playlist = media::playlist::MediaPlaylist::parse(&r.text()).expect("a valid playlist");
+    assert!(playlist.segments.len() >= 3, "{}", r.text());
+    let init_uri = playlist.init_uri.clone().unwrap();
+    assert!(init_uri.contains(&format!("token={T}")));
+    let mut whole = get(server.addr, &format!("/hls/{init_uri}")).await.body;
+    for s in &playlist.segments {
+        assert!(s.uri.contains(&format!("token={T}")));
+        let seg = get(server.addr, &format!("/hls/{}", s.uri)).await;
+        assert_eq!(seg.status, 200);
+        whole.extend(seg.body);
+    }
+    let media = ReceivedMedia::parse(&whole);
+    media.assert_increasing();
+    assert_ffmpeg_decodes(&whole, "HLS segments");
+    let gone = get(server.addr, &format!("/hls/1-999999.m4s?token={T}")).await;
+    assert_eq!(gone.status, 404);
+}
