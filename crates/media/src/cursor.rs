@@ -179,7 +179,10 @@ impl ViewerCursor {
     /// Returns false (and changes nothing) when there is no newer keyframe to move to — a
     /// source whose keyframes are further apart than `max_behind` — so the viewer plays on.
     fn jump(&mut self) -> bool {
-        let Some(target) = self.store.catch_up_point(self.epoch.id, self.policy.start_behind) else {
+        let Some(target) = self
+            .store
+            .catch_up_point(self.epoch.id, self.policy.start_behind)
+        else {
             return false;
         };
         if target.seq <= self.next_seq {
@@ -351,7 +354,9 @@ mod tests {
         let mut c = ViewerCursor::start(&store, policy).unwrap();
         c.init_sent = true;
         // Park the cursor just after the catch-up point: behind, but nothing newer to jump to.
-        let target = store.catch_up_point(c.epoch(), Duration::from_secs(3)).unwrap();
+        let target = store
+            .catch_up_point(c.epoch(), Duration::from_secs(3))
+            .unwrap();
         c.next_seq = target.seq + 1;
         let got = tokio::time::timeout(Duration::from_secs(1), c.next_chunk()).await;
         assert!(got.expect("no busy loop").is_some());

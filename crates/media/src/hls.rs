@@ -153,9 +153,12 @@ mod tests {
         let parsed = MediaPlaylist::parse(&text).unwrap();
         assert_eq!(parsed.segments.len(), PLAYLIST_SEGMENTS);
         assert_eq!(parsed.init_uri.as_deref(), Some("init-1.mp4"));
-        assert!(parsed
-            .segments
-            .iter()
-            .all(|s| (0.7..1.1).contains(&s.duration)), "1 s keyframe groups; the clip ends with a 0.8 s one");
+        assert!(
+            parsed
+                .segments
+                .iter()
+                .all(|s| (0.7..1.1).contains(&s.duration)),
+            "1 s keyframe groups; the clip ends with a 0.8 s one"
+        );
     }
 }

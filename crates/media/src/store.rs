@@ -491,7 +491,9 @@ impl Ingest {
             self.warned_no_keyframe = false;
         } else {
             let since = *self.last_key_ns.get_or_insert(live.start_ns());
-            if !self.warned_no_keyframe && live.end_ns() - since > NO_KEYFRAME_WARNING.as_nanos() as i128 {
+            if !self.warned_no_keyframe
+                && live.end_ns() - since > NO_KEYFRAME_WARNING.as_nanos() as i128
+            {
                 self.warned_no_keyframe = true;
                 tracing::warn!(
                     "the source sent no keyframe for {} s: viewers cannot start or catch up \

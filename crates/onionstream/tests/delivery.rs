@@ -151,7 +151,10 @@ async fn hls_serves_the_same_stream_with_the_token_in_every_url() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let r = get(server.addr, &format!("/hls/stream.m3u8?token={T}")).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
     let playlist = media::playlist::MediaPlaylist::parse(&r.text()).expect("a valid playlist");
     assert!(playlist.segments.len() >= 3, "{}", r.text());
     let init_uri = playlist.init_uri.clone().unwrap();

@@ -29,7 +29,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 #[derive(Parser, Debug)]
-#[command(name = "bench", about = "Benchmarks of onionstream's live video path (loopback only)")]
+#[command(
+    name = "bench",
+    about = "Benchmarks of onionstream's live video path (loopback only)"
+)]
 struct Args {
     /// Measure server-added delay
     #[arg(long)]
@@ -96,7 +99,9 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 
 /// An in-process server: store, viewers, router on a loopback port.
 async fn in_process_server(store: media::SegmentStore) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let counters = Arc::new(web::DeliveryCounters::default());
     let state = web::AppState {
@@ -124,7 +129,10 @@ async fn in_process_server(store: media::SegmentStore) -> std::net::SocketAddr {
 
 /// Opens `/stream.mp4` as HTTP/1.0 (no chunking: the body is the raw stream) and returns the
 /// socket positioned at the first body byte.
-async fn open_stream(addr: std::net::SocketAddr, token: &str) -> std::io::Result<BufReader<TcpStream>> {
+async fn open_stream(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> std::io::Result<BufReader<TcpStream>> {
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(format!("GET /stream.mp4?token={token} HTTP/1.0\r\n\r\n").as_bytes())
         .await?;
@@ -173,7 +181,9 @@ impl MoofScanner {
                 continue;
             }
             if is_moof {
-                on_moof(u32::from_be_bytes(self.header[20..24].try_into().expect("4")));
+                on_moof(u32::from_be_bytes(
+                    self.header[20..24].try_into().expect("4"),
+                ));
             }
             self.skip = size.saturating_sub(self.header.len() as u64);
             self.header.clear();
@@ -225,7 +235,9 @@ async fn delay(viewers: usize, run: Duration) {
             let settle = started + Duration::from_secs(2);
             let end = started + run;
             while Instant::now() < end {
-                let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), r.read(&mut buf)).await else {
+                let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(2), r.read(&mut buf)).await
+                else {
                     break;
                 };
                 if n == 0 {
@@ -439,7 +451,10 @@ async fn capacity(steps: &[usize], window: Duration) {
     {
         Ok(c) => c,
         Err(e) => {
-            println!("capacity: cannot start {} ({e}); build it with cargo build --release", bin.display());
+            println!(
+                "capacity: cannot start {} ({e}); build it with cargo build --release",
+                bin.display()
+            );
             return;
         }
     };
@@ -455,7 +470,8 @@ async fn capacity(steps: &[usize], window: Duration) {
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
     let clip = DemoClip::load();
-    let stream_bytes_per_sec = media::source::demo::DEMO_CLIP.len() as f64 / (clip.period_ns as f64 / 1e9);
+    let stream_bytes_per_sec =
+        media::source::demo::DEMO_CLIP.len() as f64 / (clip.period_ns as f64 / 1e9);
     let (_, idle_rss) = proc_usage(pid).unwrap_or((0, 0));
     println!(
         "capacity: stream {:.0} kbit/s; server idle RSS {} KiB; window {} s",
@@ -464,15 +480,19 @@ async fn capacity(steps: &[usize], window: Duration) {
         window.as_secs()
     );
     for &n in steps {
-        let counts: Arc<Vec<std::sync::atomic::AtomicU64>> =
-            Arc::new((0..n).map(|_| std::sync::atomic::AtomicU64::new(0)).collect());
+        let counts: Arc<Vec<std::sync::atomic::AtomicU64>> = Arc::new(
+            (0..n)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        );
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::with_capacity(n);
         for i in 0..n {
             let counts = counts.clone();
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
-                let Ok(mut r) = open_stream(addr, &format!("bench-capacity-{n}-{i:06}")).await else {
+                let Ok(mut r) = open_stream(addr, &format!("bench-capacity-{n}-{i:06}")).await
+                else {
                     return;
                 };
                 let mut buf = vec![0u8; 16 * 1024];
@@ -489,15 +509,25 @@ async fn capacity(steps: &[usize], window: Duration) {
         }
         // Warm up: everyone connected and past the start-up burst.
         tokio::time::sleep(Duration::from_secs(6)).await;
-        let before: Vec<u64> = counts.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        let before: Vec<u64> = counts
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
         let (cpu0, _) = proc_usage(pid).unwrap_or((0, 0));
         let t = Instant::now();
         tokio::time::sleep(window).await;
         let secs = t.elapsed().as_secs_f64();
         let (cpu1, rss) = proc_usage(pid).unwrap_or((0, 0));
-        let after: Vec<u64> = counts.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        let after: Vec<u64> = counts
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
         let need = stream_bytes_per_sec * secs * 0.95;
-        let kept_up = before.iter().zip(&after).filter(|(b, a)| (**a - **b) as f64 >= need).count();
+        let kept_up = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| (**a - **b) as f64 >= need)
+            .count();
         let cpu = (cpu1 - cpu0) as f64 / clock_ticks_per_sec() / secs * 100.0;
         println!(
             "capacity viewers={n:5}  kept_up={kept_up:5} ({:.1} %)  server_cpu={cpu:.0} % (of one core)  cpu_per_100={:.2} %  rss={} KiB  rss_per_viewer={:.1} KiB",
