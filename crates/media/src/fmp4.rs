@@ -278,6 +278,57 @@ impl InitSegment {
     }
 }
 
+/// Visual sample entries whose `compressorname` field [`scrub_init`] blanks.
+const VISUAL_SAMPLE_ENTRIES: [&FourCc; 4] = [b"avc1", b"avc3", b"hvc1", b"hev1"];
+/// Offset of `compressorname` (32 bytes) in a visual sample entry's body.
+const COMPRESSORNAME_AT: usize = 42;
+
+/// Returns the init segment with every video sample entry's `compressorname` blanked: muxers
+/// write the encoder's name there ("Lavc libx264"), a fingerprint of the broadcaster's
+/// software that viewers need not see. Same length, so nothing else moves.
+pub fn scrub_init(init: &Bytes) -> Bytes {
+    fn path<'a>(data: &'a [u8], range: std::ops::Range<usize>, kinds: &[&FourCc]) -> Vec<BoxRef> {
+        let Some((first, rest)) = kinds.split_first() else {
+            return Vec::new();
+        };
+        let Ok(found) = children(data, range, first) else {
+            return Vec::new();
+        };
+        if rest.is_empty() {
+            return found;
+        }
+        found
+            .into_iter()
+            .flat_map(|b| path(data, b.body(), rest))
+            .collect()
+    }
+    let data = &init[..];
+    let stsds = path(
+        data,
+        0..data.len(),
+        &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"],
+    );
+    let mut out: Option<BytesMut> = None;
+    for stsd in stsds {
+        // stsd: version/flags (4), entry_count (4), then sample entries.
+        let entries = stsd.body().start + 8..stsd.end();
+        if entries.start > entries.end {
+            continue;
+        }
+        for entry in boxes(&data[entries.clone()]).flatten() {
+            if !VISUAL_SAMPLE_ENTRIES.contains(&&entry.kind) {
+                continue;
+            }
+            let at = entries.start + entry.start + entry.header_len + COMPRESSORNAME_AT;
+            if at + 32 <= entries.start + entry.end() {
+                let buf = out.get_or_insert_with(|| BytesMut::from(data));
+                buf[at..at + 32].fill(0);
+            }
+        }
+    }
+    out.map_or_else(|| init.clone(), BytesMut::freeze)
+}
+
 /// Timing of one track within one fragment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackRun {
@@ -752,6 +803,22 @@ mod tests {
         assert!(matches!(s.next_part(), Err(Fmp4Error::TooLarge(_))));
         assert!(InitSegment::parse(Bytes::from_static(b"\x00\x00\x00\x08moov")).is_err());
         assert!(StreamSplitter::split_all(&DEMO[..DEMO.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn the_encoder_name_is_blanked_from_the_init_segment() {
+        let parts = StreamSplitter::split_all(DEMO).unwrap();
+        let StreamPart::Init(init) = &parts[0] else {
+            panic!("init first")
+        };
+        let has = |b: &[u8], n: &[u8]| b.windows(n.len()).any(|w| w == n);
+        let scrubbed = scrub_init(init);
+        assert_eq!(scrubbed.len(), init.len());
+        assert!(!has(&scrubbed, b"Lavc") && !has(&scrubbed, b"x264"));
+        let a = InitSegment::parse(init.clone()).unwrap();
+        let b = InitSegment::parse(scrubbed.clone()).unwrap();
+        assert_eq!(a.tracks, b.tracks);
+        assert_eq!(scrub_init(&scrubbed), scrubbed, "idempotent");
     }
 
     #[test]

@@ -387,7 +387,7 @@ pub enum IngestError {
 impl Ingest {
     /// Hands over an init segment (`ftyp`+`moov`).
     pub fn init(&mut self, bytes: Bytes) -> Result<(), IngestError> {
-        let init = InitSegment::parse(bytes)?;
+        let init = InitSegment::parse(crate::fmp4::scrub_init(&bytes))?;
         let store = self.store.clone();
         let mut st = store.lock();
         if st.session != self.session {

@@ -27,7 +27,7 @@ fn hls_writer(dir: &Path, size: &str) -> Child {
         .expect("ffmpeg runs")
 }
 
-async fn ten_seconds_decode(server: &Server, what: &str) {
+async fn ten_seconds_decode(server: &Server, what: &str) -> Vec<u8> {
     server.wait_live(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut r = open(server.addr, &format!("/stream.mp4?token={T}"), None).await;
@@ -41,6 +41,18 @@ async fn ten_seconds_decode(server: &Server, what: &str) {
     );
     media.assert_increasing();
     assert_ffmpeg_decodes(&data, what);
+    data
+}
+
+/// The encoder's name and settings (x264 writes them into every stream) must not reach viewers.
+fn assert_no_encoder_fingerprint(data: &[u8], what: &str, needles: &[&[u8]]) {
+    for &needle in needles {
+        assert!(
+            !data.windows(needle.len()).any(|w| w == needle),
+            "{what}: the stream names the encoder ({})",
+            String::from_utf8_lossy(needle)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +67,8 @@ async fn a_folder_written_like_the_seeds_stream_sh_plays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ffmpeg_test_pattern_plays() {
     let server = Server::start(&["--source", "ffmpeg:test"], None).await;
-    ten_seconds_decode(&server, "ffmpeg:test").await;
+    let data = ten_seconds_decode(&server, "ffmpeg:test").await;
+    assert_no_encoder_fingerprint(&data, "ffmpeg:test", &[b"x264", b"Lavc", b"Lavf"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +133,14 @@ async fn obs_style_rtmp_publishing_plays() {
             "the RTMP listener never accepted"
         );
     };
-    ten_seconds_decode(&server, "rtmp source").await;
+    let data = ten_seconds_decode(&server, "rtmp source").await;
+    // Remuxed, not re-encoded: the x264 banner (an SEI message) and the muxer's name are
+    // removed; an audio encoder's own tag inside AAC frames would pass through untouched.
+    assert_no_encoder_fingerprint(
+        &data,
+        "rtmp source",
+        &[b"x264 - core", b"Lavc libx264", b"Lavf"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

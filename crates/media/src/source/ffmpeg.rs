@@ -105,6 +105,10 @@ const OUTPUT_ARGS: &[&str] = &[
     "+bitexact",
     "-flags:a",
     "+bitexact",
+    // Drop H.264 SEI messages: x264 writes its version and every encoder option there, a
+    // fingerprint of the broadcaster's software that viewers need not see.
+    "-bsf:v",
+    "filter_units=remove_types=6",
     "-f",
     "mp4",
     "-movflags",
