@@ -287,7 +287,7 @@ const COMPRESSORNAME_AT: usize = 42;
 /// write the encoder's name there ("Lavc libx264"), a fingerprint of the broadcaster's
 /// software that viewers need not see. Same length, so nothing else moves.
 pub fn scrub_init(init: &Bytes) -> Bytes {
-    fn path<'a>(data: &'a [u8], range: std::ops::Range<usize>, kinds: &[&FourCc]) -> Vec<BoxRef> {
+    fn path(data: &[u8], range: std::ops::Range<usize>, kinds: &[&FourCc]) -> Vec<BoxRef> {
         let Some((first, rest)) = kinds.split_first() else {
             return Vec::new();
         };

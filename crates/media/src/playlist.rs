@@ -402,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn a_playlist_caught_mid_write_is_an_error_not_a_shorter_list() {
+    fn a_playlist_caught_mid_write_never_yields_a_misread_segment() {
         // Every prefix of a real playlist either parses to a prefix of its segments or is
         // refused: never a misread URI or duration.
         let full = MediaPlaylist::parse(FFMPEG).unwrap();

@@ -382,10 +382,13 @@ impl Folder {
                 }
                 () = sleep_until(quiet_at) => {
                     self.quiet_logged = true;
-                    info!(
-                        "folder source: no new segment for {} s",
-                        self.quiet_limit().as_secs()
-                    );
+                    let quiet = self.quiet_limit().as_secs();
+                    info!("folder source: no new segment for {quiet} s");
+                    // The store goes offline by itself; this is the reason it shows.
+                    self.store.source_problem(format!(
+                        "no new segment in {} for {quiet} s",
+                        self.dir.display()
+                    ));
                 }
             }
         }
