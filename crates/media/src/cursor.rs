@@ -66,8 +66,8 @@ pub struct CursorStats {
     pub gap_jumps: u64,
 }
 
-/// One viewer's pull position. Yields the init segment, then each fragment as two chunks
-/// (`moof`, then the shared `mdat`).
+/// One viewer's pull position. Yields the init segment, then each fragment: one shared chunk,
+/// or, after a catch-up, this viewer's rewritten `moof` then the shared `mdat`.
 pub struct ViewerCursor {
     store: SegmentStore,
     policy: CursorPolicy,
@@ -210,10 +210,12 @@ impl ViewerCursor {
         self.next_seq = frag.seq + 1;
         self.stats.fragments_sent += 1;
         self.sent_end_ns = Some(frag.end_ns() + self.shift_ns);
-        self.pending_mdat = Some(frag.fragment.mdat.clone());
         if self.shift_ns == 0 {
-            frag.fragment.moof.clone()
+            // The shared buffer, moof and mdat in one chunk.
+            frag.bytes.clone()
         } else {
+            // Only the small moof is this viewer's own; the mdat stays shared.
+            self.pending_mdat = Some(frag.fragment.mdat.clone());
             frag.fragment.rewritten_moof(frag.seq as u32, self.shift_ns)
         }
     }
@@ -222,7 +224,7 @@ impl ViewerCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fmp4::{Fragment, InitSegment};
+    use crate::fmp4::{Fragment, InitSegment, StreamPart, StreamSplitter};
     use crate::store::StoreConfig;
 
     /// Feeds `loops` copies of the demo clip, each shifted to continue the last, at once.
@@ -251,11 +253,21 @@ mod tests {
         assert_eq!(first, init.bytes, "init first");
         let mut out = vec![];
         for _ in 0..n_fragments {
-            let moof = cursor.next_chunk().await.unwrap();
-            let mdat = cursor.next_chunk().await.unwrap();
-            out.push(Fragment::parse(moof, mdat, init).unwrap());
+            out.push(next_fragment(cursor, init).await);
         }
         out
+    }
+
+    /// Reads chunks until one whole fragment has arrived (one chunk, or a rewritten moof
+    /// and the shared mdat).
+    async fn next_fragment(cursor: &mut ViewerCursor, init: &InitSegment) -> Fragment {
+        let mut split = StreamSplitter::new();
+        loop {
+            split.push(&cursor.next_chunk().await.expect("a chunk"));
+            if let Some(StreamPart::Fragment { moof, mdat }) = split.next_part().unwrap() {
+                return Fragment::parse(moof, mdat, init).unwrap();
+            }
+        }
     }
 
     #[tokio::test]
@@ -286,9 +298,7 @@ mod tests {
         c2.sent_end_ns = Some(prev.end_ns());
         c2.init_sent = true;
         c2.last_sent = Some(Instant::now());
-        let moof = c2.next_chunk().await.unwrap();
-        let mdat = c2.next_chunk().await.unwrap();
-        let f = Fragment::parse(moof, mdat, &init).unwrap();
+        let f = next_fragment(&mut c2, &init).await;
         assert!(f.keyframe, "lands on a keyframe");
         assert_eq!(c2.stats().catch_ups, 1);
         let gap = f.start_ns() - prev.end_ns();
@@ -297,9 +307,7 @@ mod tests {
             "continues within a frame: gap {gap} ns"
         );
         // And the following fragments keep lining up.
-        let moof = c2.next_chunk().await.unwrap();
-        let mdat = c2.next_chunk().await.unwrap();
-        let g = Fragment::parse(moof, mdat, &init).unwrap();
+        let g = next_fragment(&mut c2, &init).await;
         for (a, b) in f.runs.iter().zip(&g.runs) {
             assert_eq!(
                 a.decode_time + a.duration,
@@ -319,25 +327,22 @@ mod tests {
         c.init_sent = true;
         c.sent_end_ns = Some(1_000_000_000);
         c.last_sent = Some(Instant::now() - Duration::from_secs(10));
-        let moof = c.next_chunk().await.unwrap();
-        let mdat = c.next_chunk().await.unwrap();
-        let f = Fragment::parse(moof, mdat, &init).unwrap();
+        let f = next_fragment(&mut c, &init).await;
         assert_eq!(c.stats().gap_jumps, 1);
         assert!(f.start_ns() > 20_000_000_000, "original timestamps kept");
     }
 
     #[tokio::test]
-    async fn a_new_epoch_ends_the_response_after_what_was_pending() {
+    async fn a_new_epoch_ends_the_response() {
         let store = fed_store(1);
         let mut c = ViewerCursor::start(&store, CursorPolicy::default()).unwrap();
-        c.next_chunk().await.unwrap();
-        c.next_chunk().await.unwrap();
+        let init = store.current_epoch().unwrap().init.clone();
+        collect(&mut c, 1, &init).await;
         let mut other = store.ingest();
         let mut changed = store.current_epoch().unwrap().init.bytes.to_vec();
         let n = changed.len();
         changed[n - 1] ^= 1;
         other.init(Bytes::from(changed)).unwrap();
-        assert!(c.next_chunk().await.is_some(), "the mdat already promised");
         assert!(c.next_chunk().await.is_none());
         assert_eq!(c.ended(), Some(CursorEnd::EpochEnded));
     }

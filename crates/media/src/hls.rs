@@ -24,11 +24,9 @@ pub struct HlsSegment {
 }
 
 impl HlsSegment {
-    /// The segment's bytes, as shared chunks (each fragment's `moof` then `mdat`).
+    /// The segment's bytes, as shared chunks (one per fragment).
     pub fn chunks(&self) -> impl Iterator<Item = Bytes> + '_ {
-        self.fragments
-            .iter()
-            .flat_map(|f| [f.fragment.moof.clone(), f.fragment.mdat.clone()])
+        self.fragments.iter().map(|f| f.bytes.clone())
     }
 
     pub fn len(&self) -> usize {

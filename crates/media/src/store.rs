@@ -66,6 +66,9 @@ pub struct LiveFragment {
     /// Number of the keyframe-led segment (HLS segment) this fragment belongs to.
     pub segment: u64,
     pub fragment: Fragment,
+    /// `moof` and `mdat` in one buffer (the fragment's two fields are slices of it), so a
+    /// viewer gets a whole fragment in one write.
+    pub bytes: Bytes,
     /// When the fragment entered the store.
     pub arrived: Instant,
 }
@@ -81,7 +84,7 @@ impl LiveFragment {
         self.fragment.end_ns()
     }
     pub fn len(&self) -> usize {
-        self.fragment.moof.len() + self.fragment.mdat.len()
+        self.bytes.len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -472,7 +475,16 @@ impl Ingest {
         let shift = self.shift_ns.unwrap_or(0);
         let seq = st.next_seq;
         let moof = frag.rewritten_moof(seq as u32, shift);
-        let frag = Fragment::parse(moof, frag.mdat, &epoch.init)?;
+        // One copy per fragment (never per viewer): moof and mdat side by side.
+        let mut whole = bytes::BytesMut::with_capacity(moof.len() + frag.mdat.len());
+        whole.extend_from_slice(&moof);
+        whole.extend_from_slice(&frag.mdat);
+        let whole = whole.freeze();
+        let frag = Fragment::parse(
+            whole.slice(..moof.len()),
+            whole.slice(moof.len()..),
+            &epoch.init,
+        )?;
         if frag.keyframe || st.next_segment == 0 {
             st.next_segment += 1;
         }
@@ -482,6 +494,7 @@ impl Ingest {
             segment: st.next_segment,
             arrived: now,
             fragment: frag,
+            bytes: whole,
         });
         self.last_ends.clear();
         self.last_ends

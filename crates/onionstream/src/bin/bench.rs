@@ -281,9 +281,10 @@ fn baseline_encode_args() -> Vec<String> {
         .collect()
 }
 
-/// Reads `/stream.mp4` for `run` and returns latency samples (ms): wall time since `t0`
-/// minus the media end time of each fragment as it completes.
-async fn client_latency(addr: std::net::SocketAddr, t0: Instant, run: Duration) -> Vec<f64> {
+/// Reads `/stream.mp4` for `run` and returns latency samples (ms) as each fragment
+/// completes: wall time since `t0` minus the fragment's media end time (its newest sample),
+/// and minus its media start time (its oldest sample).
+async fn client_latency(addr: std::net::SocketAddr, t0: Instant, run: Duration) -> Vec<(f64, f64)> {
     let mut r = match open_stream(addr, "bench-latency-viewer").await {
         Ok(r) => r,
         Err(e) => {
@@ -313,8 +314,8 @@ async fn client_latency(addr: std::net::SocketAddr, t0: Instant, run: Duration) 
                     let Some(init) = &init else { continue };
                     if let Ok(f) = media::fmp4::Fragment::parse(moof, mdat, init) {
                         if now >= settle {
-                            let media_ms = f.end_ns() as f64 / 1e6;
-                            out.push(now.duration_since(t0).as_secs_f64() * 1000.0 - media_ms);
+                            let wall_ms = now.duration_since(t0).as_secs_f64() * 1000.0;
+                            out.push((wall_ms - f.end_ns() as f64 / 1e6, wall_ms - f.start_ns() as f64 / 1e6));
                         }
                     }
                 }
@@ -335,13 +336,16 @@ async fn wait_online(store: &media::SegmentStore, within: Duration) -> bool {
     false
 }
 
-fn report_latency(what: &str, samples: Vec<f64>) {
-    let s = sorted(samples);
+fn report_latency(what: &str, samples: Vec<(f64, f64)>) {
+    let end = sorted(samples.iter().map(|s| s.0).collect());
+    let start = sorted(samples.iter().map(|s| s.1).collect());
     println!(
-        "latency {what:12} samples={:5}  p50={:.0} ms  p99={:.0} ms",
-        s.len(),
-        percentile(&s, 0.5),
-        percentile(&s, 0.99)
+        "latency {what:12} fragments={:5}  wall-(media end) p50={:.0} ms p99={:.0} ms  wall-(media start) p50={:.0} ms p99={:.0} ms",
+        end.len(),
+        percentile(&end, 0.5),
+        percentile(&end, 0.99),
+        percentile(&start, 0.5),
+        percentile(&start, 0.99)
     );
 }
 
