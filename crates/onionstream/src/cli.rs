@@ -29,8 +29,7 @@ fn source_long_help() -> String {
     format!(
         "Where video comes from [default: demo]\n\n\
          demo               the built-in demo clip, looped as a live stream (no ffmpeg needed)\n\
-         folder:DIR         watch DIR where OBS (\"Output to File\", container hls, fmp4) or ffmpeg writes\n\
-         \x20                  stream.m3u8 + init + .m4s segments (names come from the playlist)\n\
+         folder:DIR         watch DIR, where OBS or ffmpeg writes HLS (stream.m3u8, init, .m4s)\n\
          ffmpeg:test        run ffmpeg: test pattern with a burned-in clock and a tone\n\
          ffmpeg:screen      run ffmpeg: screen + system audio capture\n\
          ffmpeg:file:PATH   run ffmpeg: play a file in real time, looped\n\
