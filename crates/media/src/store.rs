@@ -643,6 +643,24 @@ mod tests {
     }
 
     #[test]
+    fn a_source_without_keyframes_stays_offline_and_says_why() {
+        let store = SegmentStore::new(StoreConfig::default());
+        let (init, frags) = parts();
+        let parsed = InitSegment::parse(init.clone()).unwrap();
+        let mut a = store.ingest();
+        a.init(init).unwrap();
+        for (m, d) in &frags {
+            if !Fragment::parse(m.clone(), d.clone(), &parsed).unwrap().keyframe {
+                a.fragment(m.clone(), d.clone()).unwrap();
+            }
+        }
+        let status = store.status();
+        assert!(!status.online, "nothing a viewer could start at");
+        assert_eq!(status.problem.as_deref(), Some("the source sends no keyframes"));
+        assert!(store.start_point(Duration::from_secs(1)).is_none());
+    }
+
+    #[test]
     fn old_media_is_trimmed_but_a_keyframe_is_always_kept() {
         let store = SegmentStore::new(StoreConfig {
             retention: Duration::from_secs(2),
