@@ -23,7 +23,9 @@ Every option can also be set in a TOML file given with --config (see onionstream
 lists every key with its default); flags override the file.
 
 Files in the data directory:
-  title.txt   the stream title (first line); edits show on every page within seconds";
+  title.txt   the stream title (first line); edits show on every page within seconds
+  tor/        onionstream's own tor (with --onion): torrc, state, and hidden_service/, whose
+              keys are the onion address (back it up to keep the address)";
 
 fn source_long_help() -> String {
     format!(
@@ -87,6 +89,15 @@ pub struct Cli {
     #[arg(long, value_name = "SPEC", long_help = source_long_help())]
     pub source: Option<String>,
 
+    /// Publish the site as an onion service with onionstream's own tor (config: onion.enabled)
+    #[arg(long)]
+    pub onion: bool,
+
+    /// Test-only: a file of extra torrc lines for onionstream's tor (joins a private Tor
+    /// network in the test suite). Not for real use.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub test_torrc_lines: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -97,10 +108,48 @@ pub enum Command {
     PrintConfig,
     /// Print the ffmpeg command line each ffmpeg-based source runs
     Sources,
+    /// The onion service: its address, and who may find it (client authorization)
+    #[command(subcommand)]
+    Onion(OnionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OnionCommand {
+    /// Print the onion address (kept in DATA_DIR/tor/hidden_service/)
+    Address,
+    /// Make the site private: only clients holding a key can reach it. Creates a key pair for
+    /// NAME and prints the private key to give to that viewer (Tor Browser asks for it).
+    /// Takes effect when onionstream (re)starts.
+    AddClient {
+        /// A name for the viewer: letters, digits, '-' and '_'
+        name: String,
+    },
+    /// List the clients allowed to reach the site (none: the site is public)
+    ListClients,
+    /// Remove a client's key; with no clients left the site is public again.
+    /// Takes effect when onionstream (re)starts.
+    RemoveClient {
+        /// The name given to add-client
+        name: String,
+    },
 }
 
 impl Cli {
     /// The config file (or defaults) with the flags applied, checked.
+    /// Extra torrc lines from `--test-torrc-lines`, if given.
+    pub fn test_torrc_lines(&self) -> Result<Vec<String>, String> {
+        let Some(path) = &self.test_torrc_lines else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--test-torrc-lines {}: {e}", path.display()))?;
+        Ok(text
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.trim().is_empty())
+            .collect())
+    }
+
     pub fn config(&self) -> Result<Config, String> {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
@@ -111,6 +160,9 @@ impl Cli {
         }
         if let Some(d) = &self.data_dir {
             config.data_dir = d.clone();
+        }
+        if self.onion {
+            config.onion.enabled = true;
         }
         if let Some(s) = &self.source {
             s.parse::<media::source::SourceSpec>()

@@ -27,6 +27,58 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
     pub page: PageConfig,
+    pub onion: OnionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnionConfig {
+    /// Publish the site as an onion service with onionstream's own tor (same as `--onion`).
+    pub enabled: bool,
+    /// The tor program.
+    pub tor_program: PathBuf,
+    /// Proof-of-work defence against introduction floods.
+    pub pow_defenses: bool,
+    /// Rate limiting at the introduction points.
+    pub intro_dos_defense: bool,
+    pub intro_dos_rate_per_sec: u32,
+    pub intro_dos_burst_per_sec: u32,
+    /// Streams one Tor circuit may open to the site (0 = unlimited).
+    pub max_streams_per_circuit: u32,
+    /// Close a circuit that opens more.
+    pub max_streams_close_circuit: bool,
+}
+
+impl Default for OnionConfig {
+    fn default() -> Self {
+        let d = onion::torrc::OnionSettings::default();
+        OnionConfig {
+            enabled: false,
+            tor_program: d.tor_program,
+            pow_defenses: d.pow_defenses,
+            intro_dos_defense: d.intro_dos_defense,
+            intro_dos_rate_per_sec: d.intro_dos_rate_per_sec,
+            intro_dos_burst_per_sec: d.intro_dos_burst_per_sec,
+            max_streams_per_circuit: d.max_streams_per_circuit,
+            max_streams_close_circuit: d.max_streams_close_circuit,
+        }
+    }
+}
+
+impl OnionConfig {
+    pub fn settings(&self, extra_lines: Vec<String>) -> onion::torrc::OnionSettings {
+        onion::torrc::OnionSettings {
+            tor_program: self.tor_program.clone(),
+            virtual_port: 80,
+            pow_defenses: self.pow_defenses,
+            intro_dos_defense: self.intro_dos_defense,
+            intro_dos_rate_per_sec: self.intro_dos_rate_per_sec,
+            intro_dos_burst_per_sec: self.intro_dos_burst_per_sec,
+            max_streams_per_circuit: self.max_streams_per_circuit,
+            max_streams_close_circuit: self.max_streams_close_circuit,
+            extra_lines,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -98,6 +150,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             limits: LimitsConfig::default(),
             page: PageConfig::default(),
+            onion: OnionConfig::default(),
         }
     }
 }

@@ -47,11 +47,84 @@ fn main() -> ExitCode {
             print!("{}", cli::sources_text(&config.source_options()));
             ExitCode::SUCCESS
         }
-        None => run(config),
+        Some(Command::Onion(ref cmd)) => onion_command(cmd, &config),
+        None => {
+            let extra = match cli.test_torrc_lines() {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("onionstream: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            run(config, extra)
+        }
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn onion_command(cmd: &cli::OnionCommand, config: &Config) -> ExitCode {
+    use onion::client_auth;
+    let data_dir = config.data_dir();
+    let hs_dir = onion::torrc::TorPaths::new(&data_dir).hidden_service_dir();
+    let result = match cmd {
+        cli::OnionCommand::Address => match onion::service::onion_address(&data_dir) {
+            Some(a) => {
+                println!("http://{a}/");
+                Ok(())
+            }
+            None => Err(format!(
+                "no onion address yet in {}: run onionstream --onion once",
+                hs_dir.display()
+            )),
+        },
+        cli::OnionCommand::AddClient { name } => client_auth::add_client(&hs_dir, name)
+            .map(|c| {
+                let address = onion::service::onion_address(&data_dir);
+                println!(
+                    "Client '{}' added. Give this private key to that viewer only:",
+                    c.name
+                );
+                println!();
+                println!("  {}", c.private_base32);
+                println!();
+                println!("Tor Browser asks for it when they open the address.");
+                if let Some(a) = address {
+                    println!(
+                        "For a tor client's ClientOnionAuthDir, a file {}.auth_private holding:",
+                        c.name
+                    );
+                    println!("  {}", c.auth_private_line(&a));
+                }
+                println!("The site becomes private when onionstream (re)starts.");
+            })
+            .map_err(|e| e.to_string()),
+        cli::OnionCommand::ListClients => client_auth::list_clients(&hs_dir)
+            .map(|clients| {
+                if clients.is_empty() {
+                    println!(
+                        "No clients: the site is public (anyone with the address can open it)."
+                    );
+                }
+                for c in clients {
+                    println!("{}\t{}", c.name, c.public_base32);
+                }
+            })
+            .map_err(|e| e.to_string()),
+        cli::OnionCommand::RemoveClient { name } => client_auth::remove_client(&hs_dir, name)
+            .map(|()| {
+                println!("Client '{name}' removed; takes effect when onionstream (re)starts.")
+            })
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("onionstream: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config, extra_torrc: Vec<String>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,10 +135,10 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, extra_torrc))
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
     let spec: media::source::SourceSpec = config.source.parse().expect("checked when loading");
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -103,6 +176,20 @@ async fn serve(config: Config) -> ExitCode {
 
     // The one line scripts and tests wait for.
     println!("onionstream: serving http://{local}/");
+    let onion = config.onion.enabled.then(|| {
+        let target = if local.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], local.port()))
+        } else {
+            local
+        };
+        let service = onion::service::OnionService::start(
+            &data_dir,
+            target,
+            config.onion.settings(extra_torrc),
+        );
+        tokio::spawn(announce_onion(service.status()));
+        service
+    });
     web::serve(
         listener,
         web::router(state),
@@ -111,8 +198,33 @@ async fn serve(config: Config) -> ExitCode {
         shutdown_signal(),
     )
     .await;
+    if let Some(service) = onion {
+        service.stop().await;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Prints the onion address once tor has uploaded the descriptor (the line scripts wait for).
+async fn announce_onion(mut status: tokio::sync::watch::Receiver<onion::service::OnionStatus>) {
+    use onion::service::OnionStatus;
+    let mut announced = false;
+    loop {
+        let now = status.borrow_and_update().clone();
+        match now {
+            OnionStatus::Published { address } if !announced => {
+                announced = true;
+                println!("onionstream: onion service published at http://{address}/");
+            }
+            OnionStatus::Publishing { address } if !announced => {
+                tracing::info!("onion service: connected; publishing http://{address}/ ...");
+            }
+            _ => {}
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -19,9 +19,12 @@ use tokio::process::{Child, Command};
 /// A running `onionstream` with its own data directory; killed when dropped.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The harness's folder: the server's log, and its data directory unless the test
+    /// passed `--data-dir` itself.
     pub data_dir: PathBuf,
     child: Child,
     stderr_log: PathBuf,
+    stdout_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -83,13 +86,52 @@ impl Server {
             .strip_prefix("onionstream: serving http://")
             .expect(&line);
         let addr = url.trim_end_matches('/').parse().unwrap();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stdout_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let keep = stdout_lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep.lock().unwrap().push(line);
+            }
+        });
         Server {
             addr,
             data_dir,
             child,
             stderr_log,
+            stdout_lines,
         }
+    }
+
+    /// Waits for a line on the server's stdout starting with `prefix`; returns the rest.
+    pub async fn wait_for_line(&self, prefix: &str, within: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self
+                .stdout_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with(prefix))
+            {
+                return l[prefix.len()..].to_string();
+            }
+            assert!(
+                start.elapsed() < within,
+                "no line '{prefix}' within {within:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
     }
 
     pub fn log(&self) -> String {
@@ -121,6 +163,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        // The harness's own folder (logs, and the data unless the test passed --data-dir).
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
@@ -175,8 +218,19 @@ pub async fn open_with(
     headers: &[(&str, &str)],
     recv_buffer: Option<u32>,
 ) -> OpenResponse {
-    let mut stream = connect(addr, recv_buffer).await;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let stream = connect(addr, recv_buffer).await;
+    request_on(stream, &addr.to_string(), method, path, headers).await
+}
+
+/// Sends a request on an already connected stream (e.g. through SOCKS) and reads the head.
+pub async fn request_on(
+    mut stream: TcpStream,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> OpenResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

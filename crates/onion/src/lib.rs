@@ -1,0 +1,16 @@
+//! The onion layer of onionstream: a private `tor` child process that publishes the web
+//! server as an onion service. Knows nothing of HTTP, video or chat.
+//!
+//! # Layout
+//! - [`torrc`]: the generated torrc (data directory, control socket, onion service, defences).
+//! - [`control`]: a small client for tor's control port (cookie auth, events).
+//! - [`service`]: starting, watching and restarting tor; reporting the address once the
+//!   descriptor is uploaded.
+//! - [`client_auth`]: restricted discovery (client authorization) keys.
+//! - [`testnet`]: a throwaway private Tor network on 127.0.0.1, for tests and benchmarks.
+
+pub mod client_auth;
+pub mod control;
+pub mod service;
+pub mod testnet;
+pub mod torrc;
