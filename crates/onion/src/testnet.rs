@@ -1,1 +1,826 @@
-//! STUB
+//! A throwaway private Tor network on 127.0.0.1, for tests and benchmarks.
+//!
+//! Owns: a root directory (given by the caller, fresh) holding the keys, torrcs, data
+//! directories and logs of 3 directory authorities, 3 relays (also exits, guards and HSDirs)
+//! and one client with a SocksPort; the `tor` child processes themselves; and a tiny SOCKS5
+//! client ([`socks5_connect`]) to reach onion services through that client.
+//!
+//! Must never:
+//! - contact anything but 127.0.0.1. Every tor started here gets `TestingTorNetwork 1`, only
+//!   the loopback `DirAuthority` lines of this network (which replace the default
+//!   authorities and fallback directories), `UseDefaultFallbackDirs 0`, `ClientUseIPv6 0`,
+//!   binds only 127.0.0.1, exits only to `127.0.0.0/8` and resolves DNS only through a
+//!   `resolv.conf` naming 127.0.0.1; the client's SocksPort is `OnionTrafficOnly`. Even the
+//!   one-shot `tor --list-fingerprint` runs carry `TestingTorNetwork 1` and a loopback
+//!   placeholder authority.
+//! - leave processes behind. Children are killed by [`TestNetwork::stop`], on drop
+//!   (`kill_on_drop`), when a start fails, and — should this process die without
+//!   unwinding — by tor itself through `__OwningControllerProcess`.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+const AUTHORITIES: usize = 3;
+const RELAYS: usize = 3;
+/// Log lines quoted in errors.
+const TAIL_LINES: usize = 20;
+
+/// What went wrong while starting the private network, and in which step.
+#[derive(Debug, thiserror::Error)]
+pub enum TestNetError {
+    #[error("program {program} not found (looked on PATH and in /usr/sbin, /usr/bin)")]
+    ProgramMissing { program: &'static str },
+    #[error("{step}: {source}")]
+    Io {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{step} failed ({status}):\n{output}")]
+    Command {
+        step: String,
+        status: std::process::ExitStatus,
+        output: String,
+    },
+    #[error("{step}: no fingerprint in the output:\n{output}")]
+    Fingerprint { step: String, output: String },
+    #[error("{node} exited ({status}) while the network was starting; last log lines:\n{log}")]
+    Exited {
+        node: String,
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("no sign of {what} within {timeout:?}; last log lines:\n{log}")]
+    Timeout {
+        what: &'static str,
+        timeout: Duration,
+        log: String,
+    },
+}
+
+fn io_err(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestNetError {
+    let step = step.into();
+    move |source| TestNetError::Io { step, source }
+}
+
+/// One tor process of the network.
+struct Node {
+    name: String,
+    dir: PathBuf,
+    child: Child,
+    pid: u32,
+}
+
+impl Node {
+    fn log_tail(&self) -> String {
+        node_log_tail(&self.dir)
+    }
+}
+
+/// A running private Tor network: 3 authorities, 3 relays and a client, all on 127.0.0.1.
+pub struct TestNetwork {
+    nodes: Vec<Node>,
+    socks: SocketAddr,
+    dir_authorities: Vec<String>,
+}
+
+/// Keys and ports of one directory authority.
+struct Authority {
+    name: String,
+    dir: PathBuf,
+    or_port: u16,
+    dir_port: u16,
+    v3ident: String,
+    fingerprint: String,
+}
+
+impl TestNetwork {
+    /// Starts 3 directory authorities, 3 relays (also exits/guards/HSDirs) and one client
+    /// with a SocksPort, all on 127.0.0.1 with free ports, under `root` (a fresh directory).
+    /// Returns once the client reports 100% bootstrap, or errors after `timeout`.
+    pub async fn start(root: &Path, timeout: Duration) -> Result<TestNetwork, TestNetError> {
+        let deadline = Instant::now() + timeout;
+        let tor = find_program("tor")?;
+        let gencert = find_program("tor-gencert")?;
+        tokio::fs::create_dir_all(root)
+            .await
+            .map_err(io_err(format!("creating {}", root.display())))?;
+        let root = tokio::fs::canonicalize(root)
+            .await
+            .map_err(io_err(format!("resolving {}", root.display())))?;
+        // Empty defaults so neither /etc/tor/torrc nor the packaged defaults are read.
+        let defaults = root.join("torrc-defaults");
+        write(&defaults, "").await?;
+        // Exits resolve names only through 127.0.0.1 (nothing answers there).
+        let resolv = root.join("resolv.conf");
+        write(&resolv, "nameserver 127.0.0.1\n").await?;
+
+        // ORPort + DirPort per authority, ORPort per relay, the client's SocksPort.
+        let ports =
+            free_ports(2 * AUTHORITIES + RELAYS + 1).map_err(io_err("finding free ports"))?;
+        let mut ports = ports.into_iter();
+
+        let mut keygen = tokio::task::JoinSet::new();
+        for i in 0..AUTHORITIES {
+            let (or_port, dir_port) = (ports.next().unwrap(), ports.next().unwrap());
+            let name = format!("auth{i}");
+            let dir = root.join(&name);
+            let (tor, gencert, defaults) = (tor.clone(), gencert.clone(), defaults.clone());
+            keygen.spawn(async move {
+                let (v3ident, fingerprint) =
+                    authority_keys(&tor, &gencert, &defaults, &name, &dir, or_port, dir_port)
+                        .await?;
+                Ok::<_, TestNetError>((
+                    i,
+                    Authority {
+                        name,
+                        dir,
+                        or_port,
+                        dir_port,
+                        v3ident,
+                        fingerprint,
+                    },
+                ))
+            });
+        }
+        let mut authorities = Vec::new();
+        while let Some(done) = keygen.join_next().await {
+            let done = done.map_err(|e| TestNetError::Io {
+                step: "generating authority keys".into(),
+                source: std::io::Error::other(e),
+            })??;
+            authorities.push(done);
+        }
+        authorities.sort_by_key(|(i, _)| *i);
+        let authorities: Vec<Authority> = authorities.into_iter().map(|(_, a)| a).collect();
+        let dir_authorities: Vec<String> = authorities
+            .iter()
+            .map(|a| {
+                format!(
+                    "DirAuthority {} orport={} no-v2 v3ident={} 127.0.0.1:{} {}",
+                    a.name, a.or_port, a.v3ident, a.dir_port, a.fingerprint
+                )
+            })
+            .collect();
+
+        let mut net = TestNetwork {
+            nodes: Vec::new(),
+            socks: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+            dir_authorities,
+        };
+        let mut plans: Vec<(String, PathBuf, String)> = Vec::new();
+        for a in &authorities {
+            let mut t = net.common_torrc(&a.name, &a.dir);
+            let _ = write!(
+                t,
+                "ORPort 127.0.0.1:{or}\n\
+                 DirPort 127.0.0.1:{dir}\n\
+                 AuthoritativeDirectory 1\n\
+                 V3AuthoritativeDirectory 1\n\
+                 ExitPolicy reject *:*\n\
+                 V3AuthVotingInterval 20\n\
+                 TestingV3AuthInitialVotingInterval 10\n\
+                 V3AuthVoteDelay 4\n\
+                 TestingV3AuthInitialVoteDelay 2\n\
+                 V3AuthDistDelay 4\n\
+                 TestingV3AuthInitialDistDelay 2\n\
+                 TestingV3AuthVotingStartOffset 0\n\
+                 V3AuthNIntervalsValid 2\n\
+                 TestingDirAuthVoteGuard *\n\
+                 TestingDirAuthVoteExit *\n\
+                 TestingDirAuthVoteHSDir *\n\
+                 TestingMinExitFlagThreshold 0\n",
+                or = a.or_port,
+                dir = a.dir_port,
+            );
+            plans.push((a.name.clone(), a.dir.clone(), t));
+        }
+        for i in 0..RELAYS {
+            let name = format!("relay{i}");
+            let dir = root.join(&name);
+            let mut t = net.common_torrc(&name, &dir);
+            let _ = write!(
+                t,
+                "ORPort 127.0.0.1:{or}\n\
+                 ExitRelay 1\n\
+                 ExitPolicy accept 127.0.0.0/8:*,reject *:*\n\
+                 ExitPolicyRejectPrivate 0\n\
+                 IPv6Exit 0\n\
+                 ServerDNSResolvConfFile {resolv}\n\
+                 ServerDNSDetectHijacking 0\n\
+                 ServerDNSAllowBrokenConfig 1\n",
+                or = ports.next().unwrap(),
+                resolv = quoted(&resolv),
+            );
+            plans.push((name, dir, t));
+        }
+        let socks_port = ports.next().unwrap();
+        net.socks = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, socks_port));
+        let client_dir = root.join("client");
+        {
+            // SocksPort lines add up, so the client's replaces the common `SocksPort 0`.
+            let t = net.common_torrc("client", &client_dir).replace(
+                "SocksPort 0\n",
+                &format!("SocksPort 127.0.0.1:{socks_port} OnionTrafficOnly ExtendedErrors\n"),
+            );
+            plans.push(("client".into(), client_dir.clone(), t));
+        }
+
+        // Relays start with the authorities so their descriptors make the first vote, but
+        // their consensus fetches then meet 404s and back off (random exponential, uncapped):
+        // they often get the first consensus only 10-30 s after it exists, and until they
+        // have one, circuits through them are destroyed. So once every authority serves a
+        // consensus listing all relays, relays still without one are restarted (same keys,
+        // same torrc): a fresh tor fetches the consensus at once.
+        //
+        // The client starts only once every relay has bootstrapped. Started earlier it backs
+        // off between 404s too, or takes a consensus missing late relays and stalls (its
+        // vanguards find no layer-2 nodes), or waits out circuit build timeouts.
+        let client_plan = plans.pop().expect("client plan");
+        let server_logs: Vec<PathBuf> = plans
+            .iter()
+            .map(|(_, dir, _)| dir.join("notice.log"))
+            .collect();
+        let consensuses: Vec<PathBuf> = authorities
+            .iter()
+            .map(|a| a.dir.join("cached-microdesc-consensus"))
+            .collect();
+        let (server_logs, consensuses) = (&server_logs, &consensuses);
+        let client_log = &client_dir.join("notice.log");
+        let result = async {
+            for (name, dir, torrc) in &plans {
+                net.launch(&tor, &defaults, name, dir, torrc).await?;
+            }
+            net.wait_until(
+                "a consensus listing every relay",
+                &authorities[0].dir,
+                deadline,
+                timeout,
+                move || async move { all_list_routers(consensuses, AUTHORITIES + RELAYS).await },
+            )
+            .await?;
+            for (name, dir, torrc) in plans.iter().skip(AUTHORITIES) {
+                let log = dir.join("notice.log");
+                if !all_contain(std::slice::from_ref(&log), "Bootstrapped 100%").await {
+                    net.restart(&tor, &defaults, name, dir, torrc).await?;
+                }
+            }
+            net.wait_until(
+                "every relay bootstrapped",
+                &plans[AUTHORITIES].1,
+                deadline,
+                timeout,
+                move || async move { all_contain(server_logs, "Bootstrapped 100%").await },
+            )
+            .await?;
+            let (name, dir, torrc) = &client_plan;
+            net.launch(&tor, &defaults, name, dir, torrc).await?;
+            net.wait_until(
+                "the client's 100% bootstrap",
+                &client_dir,
+                deadline,
+                timeout,
+                move || async move {
+                    all_contain(std::slice::from_ref(client_log), "Bootstrapped 100%").await
+                },
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                tracing::debug!(root = %root.display(), "private tor network bootstrapped");
+                Ok(net)
+            }
+            Err(e) => {
+                net.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The client's SOCKS5 port (`OnionTrafficOnly`: it connects only to .onion addresses).
+    pub fn socks_addr(&self) -> SocketAddr {
+        self.socks
+    }
+
+    /// torrc lines that make another tor (e.g. onionstream's own) join this network as a
+    /// client or onion service. They set no port, directory or log of their own.
+    pub fn torrc_lines(&self) -> Vec<String> {
+        let mut lines = vec!["TestingTorNetwork 1".to_string()];
+        lines.extend(self.dir_authorities.iter().cloned());
+        lines.extend(
+            [
+                "UseDefaultFallbackDirs 0",
+                "ClientUseIPv6 0",
+                "PathsNeededToBuildCircuits 0.67",
+            ]
+            .map(String::from),
+        );
+        lines
+    }
+
+    /// Process ids of every tor this network started (for leak checks).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.pid).collect()
+    }
+
+    /// Kills every tor this network started and waits for them to exit.
+    pub async fn stop(mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.start_kill();
+        }
+        for node in &mut self.nodes {
+            let _ = tokio::time::timeout(Duration::from_secs(10), node.child.wait()).await;
+        }
+        self.nodes.clear();
+    }
+
+    /// Lines every node shares: the network, its own directory, log and safety switches.
+    fn common_torrc(&self, name: &str, dir: &Path) -> String {
+        let mut t = String::new();
+        let _ = writeln!(t, "# private test network node {name}");
+        let _ = writeln!(t, "TestingTorNetwork 1");
+        for line in &self.dir_authorities {
+            let _ = writeln!(t, "{line}");
+        }
+        let _ = write!(
+            t,
+            "UseDefaultFallbackDirs 0\n\
+             ClientUseIPv6 0\n\
+             AddressDisableIPv6 1\n\
+             PathsNeededToBuildCircuits 0.67\n\
+             Nickname {name}\n\
+             ContactInfo {name}@onionstream.test\n\
+             Address 127.0.0.1\n\
+             DataDirectory {data}\n\
+             Log notice file {log}\n\
+             SafeLogging 0\n\
+             LogTimeGranularity 1\n\
+             RunAsDaemon 0\n\
+             ShutdownWaitLength 0\n\
+             ControlPort 0\n\
+             SocksPort 0\n\
+             AssumeReachable 1\n\
+             GeoIPFile \"\"\n\
+             GeoIPv6File \"\"\n\
+             __OwningControllerProcess {pid}\n",
+            data = quoted(dir),
+            log = dir.join("notice.log").display(),
+            pid = std::process::id(),
+        );
+        t
+    }
+
+    /// Polls `ready` until it holds, failing early if a node exits and after `deadline`
+    /// (quoting the log in `tail_dir`).
+    async fn wait_until<F, Fut>(
+        &mut self,
+        what: &'static str,
+        tail_dir: &Path,
+        deadline: Instant,
+        timeout: Duration,
+        mut ready: F,
+    ) -> Result<(), TestNetError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        loop {
+            if ready().await {
+                return Ok(());
+            }
+            for node in &mut self.nodes {
+                if let Ok(Some(status)) = node.child.try_wait() {
+                    return Err(TestNetError::Exited {
+                        node: node.name.clone(),
+                        status,
+                        log: node.log_tail(),
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(TestNetError::Timeout {
+                    what,
+                    timeout,
+                    log: node_log_tail(tail_dir),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Kills the node `name` and starts it again with the same directory and torrc. Its
+    /// old log is kept as `notice.log.1`.
+    async fn restart(
+        &mut self,
+        tor: &Path,
+        defaults: &Path,
+        name: &str,
+        dir: &Path,
+        torrc: &str,
+    ) -> Result<(), TestNetError> {
+        if let Some(i) = self.nodes.iter().position(|n| n.name == name) {
+            let mut node = self.nodes.remove(i);
+            let _ = node.child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(10), node.child.wait()).await;
+        }
+        let _ = tokio::fs::rename(dir.join("notice.log"), dir.join("notice.log.1")).await;
+        self.launch(tor, defaults, name, dir, torrc).await
+    }
+
+    async fn launch(
+        &mut self,
+        tor: &Path,
+        defaults: &Path,
+        name: &str,
+        dir: &Path,
+        torrc: &str,
+    ) -> Result<(), TestNetError> {
+        private_dir(dir).await?;
+        let torrc_path = dir.join("torrc");
+        write(&torrc_path, torrc).await?;
+        let out = std::fs::File::create(dir.join("stdout.log"))
+            .map_err(io_err(format!("creating {name}/stdout.log")))?;
+        let err = out
+            .try_clone()
+            .map_err(io_err(format!("creating {name}/stdout.log")))?;
+        let child = Command::new(tor)
+            .arg("--defaults-torrc")
+            .arg(defaults)
+            .arg("-f")
+            .arg(&torrc_path)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io_err(format!("starting tor {name}")))?;
+        let pid = child.id().unwrap_or(0);
+        self.nodes.push(Node {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            child,
+            pid,
+        });
+        Ok(())
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.start_kill();
+        }
+    }
+}
+
+/// Creates the authority's keys; returns (v3 identity, relay identity fingerprint).
+async fn authority_keys(
+    tor: &Path,
+    gencert: &Path,
+    defaults: &Path,
+    name: &str,
+    dir: &Path,
+    or_port: u16,
+    dir_port: u16,
+) -> Result<(String, String), TestNetError> {
+    let keys = dir.join("keys");
+    private_dir(dir).await?;
+    private_dir(&keys).await?;
+    let step = format!("tor-gencert for {name}");
+    let mut child = Command::new(gencert)
+        .current_dir(&keys)
+        .args(["--create-identity-key", "-m", "12", "-a"])
+        .arg(format!("127.0.0.1:{dir_port}"))
+        .args([
+            "-i",
+            "authority_identity_key",
+            "-s",
+            "authority_signing_key",
+            "-c",
+            "authority_certificate",
+            "--passphrase-fd",
+            "0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io_err(step.clone()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"\n").await;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(io_err(step.clone()))?;
+    if !out.status.success() {
+        return Err(TestNetError::Command {
+            step,
+            status: out.status,
+            output: output_text(&out),
+        });
+    }
+    let cert = tokio::fs::read_to_string(keys.join("authority_certificate"))
+        .await
+        .map_err(io_err(format!("reading {name}'s authority certificate")))?;
+    let v3ident = cert
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint "))
+        .map(|f| f.trim().to_string())
+        .filter(|f| is_fingerprint(f))
+        .ok_or_else(|| TestNetError::Fingerprint {
+            step: format!("{name}'s authority certificate"),
+            output: cert.clone(),
+        })?;
+
+    // `--list-fingerprint` creates the relay identity key and exits without touching the
+    // network; it still gets the network's switches and a loopback placeholder authority so
+    // no tor here ever runs with the default authorities configured.
+    let step = format!("tor --list-fingerprint for {name}");
+    let torrc = dir.join("fingerprint.torrc");
+    write(
+        &torrc,
+        &format!(
+            "TestingTorNetwork 1\n\
+             DirAuthority placeholder orport=1 no-v2 v3ident={v3ident} 127.0.0.1:1 {zeros}\n\
+             UseDefaultFallbackDirs 0\n\
+             ClientUseIPv6 0\n\
+             DisableNetwork 1\n\
+             Nickname {name}\n\
+             Address 127.0.0.1\n\
+             ORPort 127.0.0.1:{or_port}\n\
+             SocksPort 0\n\
+             DataDirectory {data}\n\
+             Log notice stdout\n",
+            zeros = "0".repeat(40),
+            data = quoted(dir),
+        ),
+    )
+    .await?;
+    let out = Command::new(tor)
+        .arg("--list-fingerprint")
+        .arg("--defaults-torrc")
+        .arg(defaults)
+        .arg("-f")
+        .arg(&torrc)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(io_err(step.clone()))?;
+    if !out.status.success() {
+        return Err(TestNetError::Command {
+            step,
+            status: out.status,
+            output: output_text(&out),
+        });
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fingerprint = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .map(|rest| rest.split_whitespace().collect::<String>())
+        .find(|f| is_fingerprint(f))
+        .ok_or_else(|| TestNetError::Fingerprint {
+            step,
+            output: output_text(&out),
+        })?;
+    Ok((v3ident, fingerprint))
+}
+
+/// True once every file in `logs` contains `needle`.
+async fn all_contain(logs: &[PathBuf], needle: &str) -> bool {
+    for log in logs {
+        match tokio::fs::read_to_string(log).await {
+            Ok(text) if text.contains(needle) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// True once every consensus file lists at least `n` routers.
+async fn all_list_routers(consensuses: &[PathBuf], n: usize) -> bool {
+    for file in consensuses {
+        match tokio::fs::read_to_string(file).await {
+            Ok(text) if text.lines().filter(|l| l.starts_with("r ")).count() >= n => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Connects through a SOCKS5 proxy (no authentication) to `host:port`, sent as a domain
+/// name (e.g. an .onion address), and returns the stream. Refuses non-loopback proxies.
+pub async fn socks5_connect(
+    proxy: SocketAddr,
+    host: &str,
+    port: u16,
+) -> std::io::Result<TcpStream> {
+    use std::io::{Error, ErrorKind};
+    if !proxy.ip().is_loopback() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "socks5_connect only talks to a proxy on loopback",
+        ));
+    }
+    let host_len = u8::try_from(host.len())
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "host name must be 1..=255 bytes"))?;
+    let mut s = TcpStream::connect(proxy).await?;
+    s.write_all(&[5, 1, 0]).await?;
+    let mut reply = [0u8; 2];
+    s.read_exact(&mut reply).await?;
+    if reply != [5, 0] {
+        return Err(Error::other(format!(
+            "SOCKS5 proxy refused no-auth method: {reply:?}"
+        )));
+    }
+    let mut req = Vec::with_capacity(7 + host.len());
+    req.extend_from_slice(&[5, 1, 0, 3, host_len]);
+    req.extend_from_slice(host.as_bytes());
+    req.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&req).await?;
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).await?;
+    if head[0] != 5 {
+        return Err(Error::other(format!(
+            "bad SOCKS5 reply version {}",
+            head[0]
+        )));
+    }
+    if head[1] != 0 {
+        return Err(Error::new(
+            ErrorKind::ConnectionRefused,
+            format!(
+                "SOCKS5 CONNECT to {host}:{port} failed: {}",
+                socks5_error(head[1])
+            ),
+        ));
+    }
+    // Skip the bound address.
+    let addr_len = match head[3] {
+        1 => 4,
+        4 => 16,
+        3 => {
+            let mut n = [0u8; 1];
+            s.read_exact(&mut n).await?;
+            usize::from(n[0])
+        }
+        t => return Err(Error::other(format!("bad SOCKS5 address type {t}"))),
+    };
+    let mut rest = vec![0u8; addr_len + 2];
+    s.read_exact(&mut rest).await?;
+    Ok(s)
+}
+
+/// SOCKS5 reply codes, including tor's `ExtendedErrors` for onion services.
+fn socks5_error(code: u8) -> String {
+    let what = match code {
+        0x01 => "general failure",
+        0x02 => "not allowed by ruleset",
+        0x03 => "network unreachable",
+        0x04 => "host unreachable",
+        0x05 => "connection refused",
+        0x06 => "TTL expired",
+        0x07 => "command not supported",
+        0x08 => "address type not supported",
+        0xF0 => "onion service descriptor not found",
+        0xF1 => "onion service descriptor invalid",
+        0xF2 => "onion service introduction failed",
+        0xF3 => "onion service rendezvous failed",
+        0xF4 => "onion service client authorization missing",
+        0xF5 => "onion service client authorization wrong",
+        0xF6 => "invalid onion address",
+        0xF7 => "onion service introduction timed out",
+        _ => "unknown error",
+    };
+    format!("{what} (0x{code:02x})")
+}
+
+/// Binds `n` listeners on 127.0.0.1:0 at once (so the ports differ) and returns their
+/// ports. Another process may take one before tor binds it; accepted for tests.
+fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
+fn find_program(name: &'static str) -> Result<PathBuf, TestNetError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(TestNetError::ProgramMissing { program: name })
+}
+
+async fn write(path: &Path, text: &str) -> Result<(), TestNetError> {
+    tokio::fs::write(path, text)
+        .await
+        .map_err(io_err(format!("writing {}", path.display())))
+}
+
+/// A directory only we may read (tor insists on 0700 for its data directory).
+async fn private_dir(dir: &Path) -> Result<(), TestNetError> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(io_err(format!("creating {}", dir.display())))?;
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .await
+        .map_err(io_err(format!("restricting {}", dir.display())))
+}
+
+/// Quotes a path for the torrc (tor accepts C-style quoted strings).
+fn quoted(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn is_fingerprint(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    tail(&s)
+}
+
+/// The last lines of a node's notice log, or of its stdout if the log is empty.
+fn node_log_tail(dir: &Path) -> String {
+    for file in ["notice.log", "stdout.log"] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+            if !text.trim().is_empty() {
+                return tail(&text);
+            }
+        }
+    }
+    "(no log output)".into()
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut p = free_ports(10).unwrap();
+        p.sort_unstable();
+        p.dedup();
+        assert_eq!(p.len(), 10);
+    }
+
+    #[test]
+    fn socks5_refuses_a_proxy_off_loopback() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(socks5_connect(
+                "192.0.2.1:9050".parse().unwrap(),
+                "x.onion",
+                80,
+            ))
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn fingerprints_are_forty_hex_digits() {
+        assert!(is_fingerprint(&"A1".repeat(20)));
+        assert!(!is_fingerprint("A1"));
+        assert!(!is_fingerprint(&"G1".repeat(20)));
+    }
+}

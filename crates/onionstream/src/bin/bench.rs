@@ -43,6 +43,10 @@ struct Args {
     /// Measure capacity (concurrent viewers that keep up)
     #[arg(long)]
     capacity: bool,
+    /// Through a private Tor network on 127.0.0.1 (needs tor): time from `--onion` start to
+    /// the first page, and latency and bitrate of /stream.mp4 through the onion circuit
+    #[arg(long)]
+    onion: bool,
     /// Viewer counts for --delay
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     delay_viewers: Vec<usize>,
@@ -59,10 +63,11 @@ struct Args {
 
 fn main() {
     let mut args = Args::parse();
-    if !(args.delay || args.latency || args.capacity) {
+    if !(args.delay || args.latency || args.capacity || args.onion) {
         args.delay = true;
         args.latency = true;
         args.capacity = true;
+        args.onion = true;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -80,6 +85,9 @@ fn main() {
         }
         if args.capacity {
             capacity(&args.viewers, Duration::from_secs(args.window_secs)).await;
+        }
+        if args.onion {
+            onion_figures(Duration::from_secs(args.window_secs)).await;
         }
     });
 }
@@ -133,9 +141,19 @@ async fn open_stream(
     addr: std::net::SocketAddr,
     token: &str,
 ) -> std::io::Result<BufReader<TcpStream>> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(format!("GET /stream.mp4?token={token} HTTP/1.0\r\n\r\n").as_bytes())
-        .await?;
+    open_stream_on(TcpStream::connect(addr).await?, &addr.to_string(), token).await
+}
+
+/// Like [`open_stream`], on a connected socket (e.g. through a SOCKS proxy).
+async fn open_stream_on(
+    mut s: TcpStream,
+    host: &str,
+    token: &str,
+) -> std::io::Result<BufReader<TcpStream>> {
+    s.write_all(
+        format!("GET /stream.mp4?token={token} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line).await?;
@@ -285,13 +303,23 @@ fn baseline_encode_args() -> Vec<String> {
 /// completes: wall time since `t0` minus the fragment's media end time (its newest sample),
 /// and minus its media start time (its oldest sample).
 async fn client_latency(addr: std::net::SocketAddr, t0: Instant, run: Duration) -> Vec<(f64, f64)> {
-    let mut r = match open_stream(addr, "bench-latency-viewer").await {
-        Ok(r) => r,
+    match open_stream(addr, "bench-latency-viewer").await {
+        Ok(r) => latency_of(r, t0, run).await.0,
         Err(e) => {
             eprintln!("latency client: {e}");
-            return vec![];
+            vec![]
         }
-    };
+    }
+}
+
+/// Reads an open `/stream.mp4` for `run`: latency samples (see [`client_latency`]) and the
+/// bytes received after the first 3 s.
+async fn latency_of(
+    mut r: BufReader<TcpStream>,
+    t0: Instant,
+    run: Duration,
+) -> (Vec<(f64, f64)>, u64) {
+    let mut counted = 0u64;
     let mut split = StreamSplitter::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut init = None;
@@ -306,6 +334,9 @@ async fn client_latency(addr: std::net::SocketAddr, t0: Instant, run: Duration) 
             break;
         }
         let now = Instant::now();
+        if now >= settle {
+            counted += n as u64;
+        }
         split.push(&buf[..n]);
         while let Ok(Some(p)) = split.next_part() {
             match p {
@@ -315,14 +346,17 @@ async fn client_latency(addr: std::net::SocketAddr, t0: Instant, run: Duration) 
                     if let Ok(f) = media::fmp4::Fragment::parse(moof, mdat, init) {
                         if now >= settle {
                             let wall_ms = now.duration_since(t0).as_secs_f64() * 1000.0;
-                            out.push((wall_ms - f.end_ns() as f64 / 1e6, wall_ms - f.start_ns() as f64 / 1e6));
+                            out.push((
+                                wall_ms - f.end_ns() as f64 / 1e6,
+                                wall_ms - f.start_ns() as f64 / 1e6,
+                            ));
                         }
                     }
                 }
             }
         }
     }
-    out
+    (out, counted)
 }
 
 async fn wait_online(store: &media::SegmentStore, within: Duration) -> bool {
@@ -548,4 +582,105 @@ async fn capacity(steps: &[usize], window: Duration) {
     }
     let _ = child.start_kill();
     let _ = std::fs::remove_dir_all(&data);
+}
+
+async fn onion_figures(run: Duration) {
+    use onion::testnet::{socks5_connect, TestNetwork};
+    let root = std::env::temp_dir().join(format!("onionstream-bench-tor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("temp dir");
+    let t_net = Instant::now();
+    let net = match TestNetwork::start(&root, Duration::from_secs(180)).await {
+        Ok(n) => n,
+        Err(e) => {
+            println!("onion: the private Tor network did not start: {e}");
+            return;
+        }
+    };
+    println!(
+        "onion: private network bootstrapped in {:.1} s",
+        t_net.elapsed().as_secs_f64()
+    );
+    let extra = root.join("extra.torrc");
+    std::fs::write(&extra, net.torrc_lines().join("\n")).expect("torrc lines");
+    let data = root.join("data");
+    let t0 = Instant::now();
+    let mut child = match tokio::process::Command::new(server_binary())
+        .args(["--listen", "127.0.0.1:0", "--onion", "--data-dir"])
+        .arg(&data)
+        .arg("--test-torrc-lines")
+        .arg(&extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            println!("onion: cannot start onionstream: {e}");
+            return;
+        }
+    };
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let prefix = "onionstream: onion service published at http://";
+    let host = loop {
+        match tokio::time::timeout(Duration::from_secs(240), lines.next_line()).await {
+            Ok(Ok(Some(l))) if l.starts_with(prefix) => {
+                break l[prefix.len()..].trim_end_matches('/').to_string()
+            }
+            Ok(Ok(Some(_))) => {}
+            _ => {
+                println!("onion: never published");
+                return;
+            }
+        }
+    };
+    let published = t0.elapsed();
+    let first_fetch = loop {
+        if let Ok(Ok(mut s)) = tokio::time::timeout(
+            Duration::from_secs(30),
+            socks5_connect(net.socks_addr(), &host, 80),
+        )
+        .await
+        {
+            let _ = s
+                .write_all(format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+                .await;
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.") {
+                break t0.elapsed();
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(400) {
+            println!("onion: the site never answered");
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    println!(
+        "onion: start -> descriptor uploaded {:.1} s; start -> first page through tor {:.1} s",
+        published.as_secs_f64(),
+        first_fetch.as_secs_f64()
+    );
+    let Ok(stream) = socks5_connect(net.socks_addr(), &host, 80).await else {
+        println!("onion: stream connection failed");
+        return;
+    };
+    match open_stream_on(stream, &host, "bench-onion-viewer-00").await {
+        Ok(r) => {
+            let (samples, bytes) = latency_of(r, t0, run).await;
+            let secs = run.as_secs_f64() - 3.0;
+            println!(
+                "onion: /stream.mp4 through the circuit: {:.0} kbit/s sustained over {:.0} s (demo source ~494 kbit/s)",
+                bytes as f64 * 8.0 / 1000.0 / secs,
+                secs
+            );
+            report_latency("onion-demo", samples);
+        }
+        Err(e) => println!("onion: /stream.mp4: {e}"),
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    net.stop().await;
+    let _ = std::fs::remove_dir_all(&root);
 }
