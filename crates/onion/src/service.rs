@@ -125,7 +125,10 @@ fn prepare(
     private_dir(&paths.root)?;
     private_dir(&paths.data_dir())?;
     let file = paths.torrc();
-    std::fs::write(&file, torrc(paths, target, settings))?;
+    std::fs::write(
+        &file,
+        torrc(paths, target, settings, Some(std::process::id())),
+    )?;
     let _ = std::fs::remove_file(paths.control_socket());
     Ok(file)
 }
@@ -300,6 +303,11 @@ async fn follow(
             Ok(c) => c,
             Err(e) => return format!("control connection failed: {e}"),
         };
+    // From now on tor exits as soon as this connection closes: when onionstream dies, even
+    // by SIGKILL, its tor goes with it (the torrc's __OwningControllerProcess is the backstop).
+    if let Err(e) = control.command("TAKEOWNERSHIP").await {
+        return format!("control: {e}");
+    }
     if let Err(e) = control.command("SETEVENTS HS_DESC STATUS_CLIENT").await {
         return format!("control: {e}");
     }

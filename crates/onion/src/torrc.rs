@@ -100,7 +100,14 @@ fn quoted(p: &Path) -> String {
 }
 
 /// The torrc text: the onion service forwards `virtual_port` to `target` (a loopback address).
-pub fn torrc(paths: &TorPaths, target: SocketAddr, s: &OnionSettings) -> String {
+/// `owner_pid`: tor exits when that process is gone (onionstream killed with SIGKILL must not
+/// leave its tor publishing the site and holding the data directory).
+pub fn torrc(
+    paths: &TorPaths,
+    target: SocketAddr,
+    s: &OnionSettings,
+    owner_pid: Option<u32>,
+) -> String {
     let mut t = String::new();
     let b = |v: bool| u8::from(v);
     let _ = writeln!(
@@ -115,6 +122,9 @@ pub fn torrc(paths: &TorPaths, target: SocketAddr, s: &OnionSettings) -> String 
     let _ = writeln!(t, "Log notice stdout");
     let _ = writeln!(t, "AvoidDiskWrites 1");
     let _ = writeln!(t, "ShutdownWaitLength 0");
+    if let Some(pid) = owner_pid {
+        let _ = writeln!(t, "__OwningControllerProcess {pid}");
+    }
     let _ = writeln!(
         t,
         "HiddenServiceDir {}",

@@ -180,10 +180,20 @@ async fn the_site_is_an_onion_service_that_keeps_its_address_and_can_be_made_pri
     }
 
     // 2. Restarted: same address, reachable again. Then tor dies: noticed, logged, restarted.
+    // (Each reachability check uses a newly started client: one that cached the previous
+    // descriptor keeps trying the old introduction points for a while, which is tor's own
+    // retry logic, not ours.)
+    let no_keys = root.join("no-keys");
+    std::fs::create_dir_all(&no_keys).unwrap();
     let (server, again) = start_onion(&data, &extra).await;
     assert_eq!(again, host, "the address survives a restart");
-    let page = fetch_via_tor(net.socks_addr(), &host, "/", Duration::from_secs(120)).await;
-    assert_eq!(page.map(|p| p.status), Some(200));
+    let (_second_tor, second) = client_tor(&net, &root.join("second"), &no_keys).await;
+    let page = fetch_via_tor(second, &host, "/", Duration::from_secs(120)).await;
+    assert_eq!(
+        page.map(|p| p.status),
+        Some(200),
+        "reachable after a restart"
+    );
     let tors = child_pids(server.pid(), "tor");
     assert_eq!(tors.len(), 1, "onionstream runs one tor");
     kill(tors[0]);
@@ -200,9 +210,7 @@ async fn the_site_is_an_onion_service_that_keeps_its_address_and_can_be_made_pri
     assert_ne!(child_pids(server.pid(), "tor"), tors, "a new tor");
     // A viewer arriving now reaches it (a client that cached the old descriptor may take
     // a while to notice the new introduction points: that is tor's own retry logic).
-    let fresh_keys = root.join("no-keys");
-    std::fs::create_dir_all(&fresh_keys).unwrap();
-    let (_fresh_tor, fresh) = client_tor(&net, &root.join("fresh"), &fresh_keys).await;
+    let (_fresh_tor, fresh) = client_tor(&net, &root.join("fresh"), &no_keys).await;
     let page = fetch_via_tor(fresh, &host, "/", Duration::from_secs(120)).await;
     assert_eq!(
         page.map(|p| p.status),
@@ -256,7 +264,22 @@ async fn the_site_is_an_onion_service_that_keeps_its_address_and_can_be_made_pri
         Some(200),
         "with the key the site answers"
     );
-    server.stop().await;
+    // Even onionstream killed outright takes its tor with it (no orphan keeps publishing the
+    // site or holding the data directory).
+    let tor = child_pids(server.pid(), "tor");
+    assert_eq!(tor.len(), 1);
+    kill(server.pid());
+    let start = Instant::now();
+    while std::fs::read_to_string(format!("/proc/{}/stat", tor[0]))
+        .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "tor outlived a killed onionstream"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(server);
     net.stop().await;
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&data);
