@@ -91,6 +91,31 @@ pub struct TestNetwork {
     dir_authorities: Vec<String>,
 }
 
+/// How to launch one node.
+struct Plan {
+    name: String,
+    dir: PathBuf,
+    torrc: String,
+    /// Ports its torrc binds (reserved until launch).
+    ports: Vec<u16>,
+}
+
+/// Name (and directory under the root) of server `i`: authorities first, then relays.
+fn server_name(i: usize) -> String {
+    if i < AUTHORITIES {
+        format!("auth{i}")
+    } else {
+        format!("relay{}", i - AUTHORITIES)
+    }
+}
+
+/// Directories of the nodes under the root.
+fn node_names() -> impl Iterator<Item = String> {
+    (0..AUTHORITIES + RELAYS)
+        .map(server_name)
+        .chain(std::iter::once("client".to_string()))
+}
+
 /// Keys and ports of one directory authority.
 struct Authority {
     name: String,
@@ -107,14 +132,37 @@ impl TestNetwork {
     /// Returns once the client reports 100% bootstrap, or errors after `timeout`.
     pub async fn start(root: &Path, timeout: Duration) -> Result<TestNetwork, TestNetError> {
         let deadline = Instant::now() + timeout;
-        let tor = find_program("tor")?;
-        let gencert = find_program("tor-gencert")?;
         tokio::fs::create_dir_all(root)
             .await
             .map_err(io_err(format!("creating {}", root.display())))?;
         let root = tokio::fs::canonicalize(root)
             .await
             .map_err(io_err(format!("resolving {}", root.display())))?;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&root, deadline, timeout).await {
+                // Another process took a port between our release and tor's bind.
+                Err(TestNetError::Exited { log, .. })
+                    if attempt < 3 && log.contains("Address already in use") =>
+                {
+                    tracing::debug!(attempt, "private tor network: port taken, starting afresh");
+                    attempt += 1;
+                    for name in node_names() {
+                        let _ = tokio::fs::remove_dir_all(root.join(name)).await;
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(
+        root: &Path,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<TestNetwork, TestNetError> {
+        let tor = find_program("tor")?;
+        let gencert = find_program("tor-gencert")?;
         // Empty defaults so neither /etc/tor/torrc nor the packaged defaults are read.
         let defaults = root.join("torrc-defaults");
         write(&defaults, "").await?;
@@ -123,43 +171,79 @@ impl TestNetwork {
         write(&resolv, "nameserver 127.0.0.1\n").await?;
 
         // ORPort + DirPort per authority, ORPort per relay, the client's SocksPort.
-        let ports =
+        let mut reserved =
             free_ports(2 * AUTHORITIES + RELAYS + 1).map_err(io_err("finding free ports"))?;
-        let mut ports = ports.into_iter();
+        let mut ports = reserved
+            .iter()
+            .map(|(p, _)| *p)
+            .collect::<Vec<_>>()
+            .into_iter();
 
+        // Keys of all six servers, in parallel: v3 keys for the authorities, and relay
+        // identities (created by `tor --list-fingerprint`, reused at launch) for everyone.
         let mut keygen = tokio::task::JoinSet::new();
-        for i in 0..AUTHORITIES {
-            let (or_port, dir_port) = (ports.next().unwrap(), ports.next().unwrap());
-            let name = format!("auth{i}");
+        let server_ports: Vec<(u16, Option<u16>)> = (0..AUTHORITIES + RELAYS)
+            .map(|i| {
+                let or_port = ports.next().unwrap();
+                (or_port, (i < AUTHORITIES).then(|| ports.next().unwrap()))
+            })
+            .collect();
+        for (i, (or_port, dir_port)) in server_ports.iter().copied().enumerate() {
+            let name = server_name(i);
             let dir = root.join(&name);
             let (tor, gencert, defaults) = (tor.clone(), gencert.clone(), defaults.clone());
             keygen.spawn(async move {
-                let (v3ident, fingerprint) =
-                    authority_keys(&tor, &gencert, &defaults, &name, &dir, or_port, dir_port)
-                        .await?;
-                Ok::<_, TestNetError>((
-                    i,
-                    Authority {
-                        name,
-                        dir,
-                        or_port,
-                        dir_port,
-                        v3ident,
-                        fingerprint,
-                    },
-                ))
+                let v3ident = match dir_port {
+                    Some(dir_port) => Some(authority_keys(&gencert, &name, &dir, dir_port).await?),
+                    None => None,
+                };
+                let fingerprint = relay_fingerprint(&tor, &defaults, &name, &dir, or_port).await?;
+                Ok::<_, TestNetError>((i, v3ident, fingerprint))
             });
         }
-        let mut authorities = Vec::new();
+        let mut keys = Vec::new();
         while let Some(done) = keygen.join_next().await {
-            let done = done.map_err(|e| TestNetError::Io {
-                step: "generating authority keys".into(),
+            keys.push(done.map_err(|e| TestNetError::Io {
+                step: "generating keys".into(),
                 source: std::io::Error::other(e),
-            })??;
-            authorities.push(done);
+            })??);
         }
-        authorities.sort_by_key(|(i, _)| *i);
-        let authorities: Vec<Authority> = authorities.into_iter().map(|(_, a)| a).collect();
+        keys.sort_by_key(|(i, _, _)| *i);
+        let authorities: Vec<Authority> = keys
+            .iter()
+            .filter_map(|(i, v3ident, fingerprint)| {
+                let (or_port, dir_port) = server_ports[*i];
+                Some(Authority {
+                    name: server_name(*i),
+                    dir: root.join(server_name(*i)),
+                    or_port,
+                    dir_port: dir_port?,
+                    v3ident: v3ident.clone()?,
+                    fingerprint: fingerprint.clone(),
+                })
+            })
+            .collect();
+        // A measured bandwidth (1000 KB/s) for every server, and (below) Stable for every
+        // relay: all relays are then Fast, Stable and equally weighted. Left to themselves the
+        // weights are the few KB/s each relay happens to observe (0 for a fresh one, which
+        // then loses Fast) and new relays are not Stable; in a network this small the
+        // clients' vanguard circuits then kept picking their guard as the third hop (A-B-A),
+        // which the middle relay refuses, and bootstrap stalled at 95% for 20-40 s. Tor
+        // ignores measurements of authorities (`MeasuredButAuthority`), so their weight stays
+        // their own few KB/s: circuits run almost only through the 3 relays, while the
+        // authorities still serve directories and act as HSDirs.
+        let bandwidths = root.join("bandwidths");
+        let mut text = format!(
+            "{}\n",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default()
+        );
+        for (_, _, fingerprint) in &keys {
+            let _ = writeln!(text, "node_id=${fingerprint} bw=1000");
+        }
+        write(&bandwidths, &text).await?;
         let dir_authorities: Vec<String> = authorities
             .iter()
             .map(|a| {
@@ -175,40 +259,49 @@ impl TestNetwork {
             socks: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
             dir_authorities,
         };
-        let mut plans: Vec<(String, PathBuf, String)> = Vec::new();
+        let mut servers: Vec<Plan> = Vec::new();
         for a in &authorities {
-            let mut t = net.common_torrc(&a.name, &a.dir);
+            let mut torrc = net.common_torrc(&a.name, &a.dir);
             let _ = write!(
-                t,
+                torrc,
                 "ORPort 127.0.0.1:{or}\n\
                  DirPort 127.0.0.1:{dir}\n\
                  AuthoritativeDirectory 1\n\
                  V3AuthoritativeDirectory 1\n\
                  ExitPolicy reject *:*\n\
-                 V3AuthVotingInterval 20\n\
+                 V3AuthVotingInterval 10\n\
                  TestingV3AuthInitialVotingInterval 10\n\
-                 V3AuthVoteDelay 4\n\
+                 V3AuthVoteDelay 2\n\
                  TestingV3AuthInitialVoteDelay 2\n\
-                 V3AuthDistDelay 4\n\
+                 V3AuthDistDelay 2\n\
                  TestingV3AuthInitialDistDelay 2\n\
                  TestingV3AuthVotingStartOffset 0\n\
-                 V3AuthNIntervalsValid 2\n\
+                 V3AuthNIntervalsValid 3\n\
                  TestingDirAuthVoteGuard *\n\
                  TestingDirAuthVoteExit *\n\
                  TestingDirAuthVoteHSDir *\n\
-                 TestingMinExitFlagThreshold 0\n",
+                 TestingMinExitFlagThreshold 0\n\
+                 AuthDirVoteStableGuaranteeMinUptime 0\n\
+                 AuthDirVoteStableGuaranteeMTBF 0\n\
+                 V3BandwidthsFile {bandwidths}\n",
                 or = a.or_port,
+                bandwidths = quoted(&bandwidths),
                 dir = a.dir_port,
             );
-            plans.push((a.name.clone(), a.dir.clone(), t));
+            servers.push(Plan {
+                name: a.name.clone(),
+                dir: a.dir.clone(),
+                torrc,
+                ports: vec![a.or_port, a.dir_port],
+            });
         }
-        for i in 0..RELAYS {
-            let name = format!("relay{i}");
+        for (i, (or_port, _)) in server_ports.iter().copied().enumerate().skip(AUTHORITIES) {
+            let name = server_name(i);
             let dir = root.join(&name);
-            let mut t = net.common_torrc(&name, &dir);
+            let mut torrc = net.common_torrc(&name, &dir);
             let _ = write!(
-                t,
-                "ORPort 127.0.0.1:{or}\n\
+                torrc,
+                "ORPort 127.0.0.1:{or_port}\n\
                  ExitRelay 1\n\
                  ExitPolicy accept 127.0.0.0/8:*,reject *:*\n\
                  ExitPolicyRejectPrivate 0\n\
@@ -216,38 +309,41 @@ impl TestNetwork {
                  ServerDNSResolvConfFile {resolv}\n\
                  ServerDNSDetectHijacking 0\n\
                  ServerDNSAllowBrokenConfig 1\n",
-                or = ports.next().unwrap(),
                 resolv = quoted(&resolv),
             );
-            plans.push((name, dir, t));
+            servers.push(Plan {
+                name,
+                dir,
+                torrc,
+                ports: vec![or_port],
+            });
         }
         let socks_port = ports.next().unwrap();
         net.socks = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, socks_port));
         let client_dir = root.join("client");
-        {
+        let client = Plan {
+            name: "client".into(),
+            dir: client_dir.clone(),
             // SocksPort lines add up, so the client's replaces the common `SocksPort 0`.
-            let t = net.common_torrc("client", &client_dir).replace(
+            torrc: net.common_torrc("client", &client_dir).replace(
                 "SocksPort 0\n",
                 &format!("SocksPort 127.0.0.1:{socks_port} OnionTrafficOnly ExtendedErrors\n"),
-            );
-            plans.push(("client".into(), client_dir.clone(), t));
-        }
+            ),
+            ports: vec![socks_port],
+        };
 
         // Relays start with the authorities so their descriptors make the first vote, but
-        // their consensus fetches then meet 404s and back off (random exponential, uncapped):
-        // they often get the first consensus only 10-30 s after it exists, and until they
-        // have one, circuits through them are destroyed. So once every authority serves a
-        // consensus listing all relays, relays still without one are restarted (same keys,
-        // same torrc): a fresh tor fetches the consensus at once.
+        // their consensus fetches then meet 404s and back off (random exponential, uncapped),
+        // or they take an early consensus that lacks some relays and keep it until the next
+        // fetch: they often hold a usable consensus only 10-30 s after one exists, and
+        // circuits through them fail until then. So once every authority serves a
+        // consensus listing all relays, every relay is restarted without its cached
+        // consensus (same keys, same torrc): a fresh tor fetches the current one at once.
         //
-        // The client starts only once every relay has bootstrapped. Started earlier it backs
-        // off between 404s too, or takes a consensus missing late relays and stalls (its
-        // vanguards find no layer-2 nodes), or waits out circuit build timeouts.
-        let client_plan = plans.pop().expect("client plan");
-        let server_logs: Vec<PathBuf> = plans
-            .iter()
-            .map(|(_, dir, _)| dir.join("notice.log"))
-            .collect();
+        // The client starts only once every relay has bootstrapped again. Started earlier
+        // it backs off between 404s too, or takes a consensus missing late relays and stalls
+        // (its vanguards find no layer-2 nodes), or waits out circuit build timeouts.
+        let server_logs: Vec<PathBuf> = servers.iter().map(|p| p.dir.join("notice.log")).collect();
         let consensuses: Vec<PathBuf> = authorities
             .iter()
             .map(|a| a.dir.join("cached-microdesc-consensus"))
@@ -255,8 +351,9 @@ impl TestNetwork {
         let (server_logs, consensuses) = (&server_logs, &consensuses);
         let client_log = &client_dir.join("notice.log");
         let result = async {
-            for (name, dir, torrc) in &plans {
-                net.launch(&tor, &defaults, name, dir, torrc).await?;
+            for plan in &servers {
+                reserved.retain(|(p, _)| !plan.ports.contains(p));
+                net.launch(&tor, &defaults, plan).await?;
             }
             net.wait_until(
                 "a consensus listing every relay",
@@ -266,22 +363,21 @@ impl TestNetwork {
                 move || async move { all_list_routers(consensuses, AUTHORITIES + RELAYS).await },
             )
             .await?;
-            for (name, dir, torrc) in plans.iter().skip(AUTHORITIES) {
-                let log = dir.join("notice.log");
-                if !all_contain(std::slice::from_ref(&log), "Bootstrapped 100%").await {
-                    net.restart(&tor, &defaults, name, dir, torrc).await?;
-                }
+            tracing::debug!("private tor network: consensus complete, restarting relays");
+            for plan in &servers[AUTHORITIES..] {
+                net.restart(&tor, &defaults, plan).await?;
             }
             net.wait_until(
                 "every relay bootstrapped",
-                &plans[AUTHORITIES].1,
+                &servers[AUTHORITIES].dir,
                 deadline,
                 timeout,
                 move || async move { all_contain(server_logs, "Bootstrapped 100%").await },
             )
             .await?;
-            let (name, dir, torrc) = &client_plan;
-            net.launch(&tor, &defaults, name, dir, torrc).await?;
+            tracing::debug!("private tor network: relays bootstrapped, starting the client");
+            reserved.clear();
+            net.launch(&tor, &defaults, &client).await?;
             net.wait_until(
                 "the client's 100% bootstrap",
                 &client_dir,
@@ -417,33 +513,42 @@ impl TestNetwork {
         }
     }
 
-    /// Kills the node `name` and starts it again with the same directory and torrc. Its
-    /// old log is kept as `notice.log.1`.
+    /// Kills the node of `plan` and starts it again with the same keys and torrc but no
+    /// cached consensus, so it fetches the current one at once. Its old log is kept as
+    /// `notice.log.1`.
     async fn restart(
         &mut self,
         tor: &Path,
         defaults: &Path,
-        name: &str,
-        dir: &Path,
-        torrc: &str,
+        plan: &Plan,
     ) -> Result<(), TestNetError> {
-        if let Some(i) = self.nodes.iter().position(|n| n.name == name) {
+        if let Some(i) = self.nodes.iter().position(|n| n.name == plan.name) {
             let mut node = self.nodes.remove(i);
             let _ = node.child.start_kill();
             let _ = tokio::time::timeout(Duration::from_secs(10), node.child.wait()).await;
         }
-        let _ = tokio::fs::rename(dir.join("notice.log"), dir.join("notice.log.1")).await;
-        self.launch(tor, defaults, name, dir, torrc).await
+        for file in [
+            "cached-consensus",
+            "cached-microdesc-consensus",
+            "unverified-consensus",
+            "unverified-microdesc-consensus",
+        ] {
+            let _ = tokio::fs::remove_file(plan.dir.join(file)).await;
+        }
+        let log = plan.dir.join("notice.log");
+        let _ = tokio::fs::rename(&log, plan.dir.join("notice.log.1")).await;
+        self.launch(tor, defaults, plan).await
     }
 
     async fn launch(
         &mut self,
         tor: &Path,
         defaults: &Path,
-        name: &str,
-        dir: &Path,
-        torrc: &str,
+        plan: &Plan,
     ) -> Result<(), TestNetError> {
+        let Plan {
+            name, dir, torrc, ..
+        } = plan;
         private_dir(dir).await?;
         let torrc_path = dir.join("torrc");
         write(&torrc_path, torrc).await?;
@@ -465,8 +570,8 @@ impl TestNetwork {
             .map_err(io_err(format!("starting tor {name}")))?;
         let pid = child.id().unwrap_or(0);
         self.nodes.push(Node {
-            name: name.to_string(),
-            dir: dir.to_path_buf(),
+            name: name.clone(),
+            dir: dir.clone(),
             child,
             pid,
         });
@@ -482,16 +587,13 @@ impl Drop for TestNetwork {
     }
 }
 
-/// Creates the authority's keys; returns (v3 identity, relay identity fingerprint).
+/// Creates the authority's v3 keys and certificate; returns its v3 identity.
 async fn authority_keys(
-    tor: &Path,
     gencert: &Path,
-    defaults: &Path,
     name: &str,
     dir: &Path,
-    or_port: u16,
     dir_port: u16,
-) -> Result<(String, String), TestNetError> {
+) -> Result<String, TestNetError> {
     let keys = dir.join("keys");
     private_dir(dir).await?;
     private_dir(&keys).await?;
@@ -533,16 +635,25 @@ async fn authority_keys(
     let cert = tokio::fs::read_to_string(keys.join("authority_certificate"))
         .await
         .map_err(io_err(format!("reading {name}'s authority certificate")))?;
-    let v3ident = cert
-        .lines()
+    cert.lines()
         .find_map(|l| l.strip_prefix("fingerprint "))
         .map(|f| f.trim().to_string())
         .filter(|f| is_fingerprint(f))
         .ok_or_else(|| TestNetError::Fingerprint {
             step: format!("{name}'s authority certificate"),
             output: cert.clone(),
-        })?;
+        })
+}
 
+/// Creates the node's relay identity key; returns its fingerprint.
+async fn relay_fingerprint(
+    tor: &Path,
+    defaults: &Path,
+    name: &str,
+    dir: &Path,
+    or_port: u16,
+) -> Result<String, TestNetError> {
+    private_dir(dir).await?;
     // `--list-fingerprint` creates the relay identity key and exits without touching the
     // network; it still gets the network's switches and a loopback placeholder authority so
     // no tor here ever runs with the default authorities configured.
@@ -552,7 +663,7 @@ async fn authority_keys(
         &torrc,
         &format!(
             "TestingTorNetwork 1\n\
-             DirAuthority placeholder orport=1 no-v2 v3ident={v3ident} 127.0.0.1:1 {zeros}\n\
+             DirAuthority placeholder orport=1 no-v2 v3ident={zeros} 127.0.0.1:1 {zeros}\n\
              UseDefaultFallbackDirs 0\n\
              ClientUseIPv6 0\n\
              DisableNetwork 1\n\
@@ -586,16 +697,14 @@ async fn authority_keys(
         });
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let fingerprint = text
-        .lines()
+    text.lines()
         .filter_map(|l| l.strip_prefix(name))
         .map(|rest| rest.split_whitespace().collect::<String>())
         .find(|f| is_fingerprint(f))
         .ok_or_else(|| TestNetError::Fingerprint {
             step,
             output: output_text(&out),
-        })?;
-    Ok((v3ident, fingerprint))
+        })
 }
 
 /// True once every file in `logs` contains `needle`.
@@ -709,15 +818,16 @@ fn socks5_error(code: u8) -> String {
     format!("{what} (0x{code:02x})")
 }
 
-/// Binds `n` listeners on 127.0.0.1:0 at once (so the ports differ) and returns their
-/// ports. Another process may take one before tor binds it; accepted for tests.
-fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
+/// Binds `n` listeners on 127.0.0.1:0 (so the ports differ) and returns them with their
+/// ports. They are held until the tor that gets the port is launched, so no other process
+/// is handed the same port meanwhile; the moment between dropping one and tor binding it
+/// remains a (tiny) race, which [`TestNetwork::start`] answers with a retry.
+fn free_ports(n: usize) -> std::io::Result<Vec<(u16, std::net::TcpListener)>> {
+    (0..n)
+        .map(|_| {
+            let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+            Ok((l.local_addr()?.port(), l))
+        })
         .collect()
 }
 
@@ -795,7 +905,11 @@ mod tests {
 
     #[test]
     fn free_ports_are_distinct() {
-        let mut p = free_ports(10).unwrap();
+        let mut p: Vec<u16> = free_ports(10)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         p.sort_unstable();
         p.dedup();
         assert_eq!(p.len(), 10);

@@ -29,7 +29,7 @@ impl TempRoot {
 
 impl Drop for TempRoot {
     fn drop(&mut self) {
-        if std::env::var_os("KEEP").is_none() { let _ = std::fs::remove_dir_all(&self.0); }
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
