@@ -650,13 +650,19 @@ mod tests {
         let mut a = store.ingest();
         a.init(init).unwrap();
         for (m, d) in &frags {
-            if !Fragment::parse(m.clone(), d.clone(), &parsed).unwrap().keyframe {
+            if !Fragment::parse(m.clone(), d.clone(), &parsed)
+                .unwrap()
+                .keyframe
+            {
                 a.fragment(m.clone(), d.clone()).unwrap();
             }
         }
         let status = store.status();
         assert!(!status.online, "nothing a viewer could start at");
-        assert_eq!(status.problem.as_deref(), Some("the source sends no keyframes"));
+        assert_eq!(
+            status.problem.as_deref(),
+            Some("the source sends no keyframes")
+        );
         assert!(store.start_point(Duration::from_secs(1)).is_none());
     }
 

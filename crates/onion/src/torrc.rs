@@ -174,7 +174,10 @@ mod tests {
             &OnionSettings::default(),
             Some(42),
         );
-        assert!(text.contains("__OwningControllerProcess 42\n"), "tor dies with us");
+        assert!(
+            text.contains("__OwningControllerProcess 42\n"),
+            "tor dies with us"
+        );
         assert!(text.contains("HiddenServicePort 80 127.0.0.1:8080\n"));
         assert!(text.contains("HiddenServiceDir \"/var/lib/os data/tor/hidden_service\"\n"));
         assert!(text.contains("HiddenServicePoWDefensesEnabled 1\n"));

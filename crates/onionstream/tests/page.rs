@@ -102,7 +102,10 @@ async fn the_info_panel_shows_live_state_viewers_and_uptime() {
     let html = info.text();
     assert!(html.contains("LIVE"), "{html}");
     assert!(html.contains("<span id=\"viewers\">1</span>"), "{html}");
-    assert!(html.contains("id=\"uptime\">0:"), "uptime under a minute: {html}");
+    assert!(
+        html.contains("id=\"uptime\">0:"),
+        "uptime under a minute: {html}"
+    );
     assert!(html.contains("http-equiv=\"refresh\" content=\"5\""));
     assert!(!html.contains("id=\"notice\""), "nothing to reload");
     // A page loaded before the stream went live is told it is live now.
