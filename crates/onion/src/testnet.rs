@@ -17,6 +17,7 @@
 //!   (`kill_on_drop`), when a start fails, and — should this process die without
 //!   unwinding — by tor itself through `__OwningControllerProcess`.
 
+use crate::torrc::quoted;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -855,21 +856,6 @@ async fn private_dir(dir: &Path) -> Result<(), TestNetError> {
     tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .await
         .map_err(io_err(format!("restricting {}", dir.display())))
-}
-
-/// Quotes a path for the torrc (tor accepts C-style quoted strings).
-fn quoted(p: &Path) -> String {
-    let s = p.to_string_lossy();
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 fn is_fingerprint(s: &str) -> bool {

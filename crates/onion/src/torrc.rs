@@ -81,8 +81,8 @@ impl TorPaths {
     }
 }
 
-/// Quotes a path for the torrc (tor accepts C-style quoted strings).
-fn quoted(p: &Path) -> String {
+/// Quotes a path for a torrc (tor accepts C-style quoted strings).
+pub fn quoted(p: &Path) -> String {
     let s = p.to_string_lossy();
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
