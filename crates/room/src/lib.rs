@@ -5,9 +5,15 @@
 //! - [`viewers`]: [`Viewers`], presence (who is watching) and the per-token limits on
 //!   `/stream.mp4` responses.
 //! - [`title`]: the stream title, shared with every page.
-//!
-//! Chat, names, captchas and moderation arrive here later, beside these.
+//! - [`record`]: the rows persisted (users, messages); [`db`]: SQLite persistence.
+//! - [`captcha`]: single-use, expiring image challenges.
+//! - [`filter`]: word filters (ban, block, censor); [`emote`]: emotes from `emotes.json`.
 
+pub mod captcha;
+pub mod db;
+pub mod emote;
+pub mod filter;
+pub mod record;
 pub mod title;
 pub mod token;
 pub mod viewers;
