@@ -17,13 +17,22 @@ An anonymous livestreaming site on Tor, in one program.
 
 With no options, serves the built-in demo stream on http://127.0.0.1:8080/. Viewers get a page
 that works with JavaScript and cookies off (Tor Browser's Safest level): the live video, the
-title, the viewer count, the uptime and whether the stream is live.
+title, the viewer count, the uptime and whether the stream is live, and a chat with names,
+colours, tripcodes, captchas, flood control and word filters.
+
+The broadcaster logs in at /broadcaster (HTTP Basic auth, user name \"broadcaster\"; the
+password is printed at start, or set chat.broadcaster_password_hash from `onionstream
+hash-password`) and then sees hide / ban / unban controls in the chat.
 
 Every option can also be set in a TOML file given with --config (see onionstream.toml, which
 lists every key with its default); flags override the file.
 
 Files in the data directory:
   title.txt   the stream title (first line); edits show on every page within seconds
+  room.sqlite3  chat messages, users (names, colours, tripcodes, bans) and the room's secret
+              key (keyed hashes of tokens); nothing is written with chat.ephemeral = true
+  emotes.json and emotes/  chat emotes: [{\"name\": \":cat:\", \"file\": \"cat.png\",
+              \"width\": 32, \"height\": 32}] with the images in emotes/
   tor/        onionstream's own tor (with --onion): torrc, state, and hidden_service/, whose
               keys are the onion address (back it up to keep the address)";
 
@@ -111,6 +120,9 @@ pub enum Command {
     /// The onion service: its address, and who may find it (client authorization)
     #[command(subcommand)]
     Onion(OnionCommand),
+    /// Read a password from standard input and print its Argon2 hash, for the config's
+    /// chat.broadcaster_password_hash
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]

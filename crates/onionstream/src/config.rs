@@ -27,7 +27,117 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
     pub page: PageConfig,
+    pub chat: ChatConfig,
+    pub captcha: CaptchaConfig,
+    pub private: PrivateConfig,
     pub onion: OnionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Refresh interval of the chat messages frame without JavaScript.
+    pub refresh_secs: u64,
+    /// Longest message, in characters.
+    pub max_message_chars: usize,
+    /// Most lines in one message.
+    pub max_lines: usize,
+    /// Width of a chat line in characters, for counting how much room a message takes.
+    pub line_width: usize,
+    /// Window over which `max_linespan` (and the flood captcha) are counted.
+    pub flood_window_secs: u64,
+    /// Most screen lines one user may fill per window.
+    pub max_linespan: usize,
+    /// Shortest time between two messages of one user.
+    pub min_interval_ms: u64,
+    /// Longest name, in characters.
+    pub max_name_chars: usize,
+    pub default_name: String,
+    pub broadcaster_name: String,
+    /// Messages kept (memory and disk); older ones are deleted.
+    pub storage_messages: usize,
+    /// Messages shown in the chat.
+    pub shown_messages: usize,
+    /// Users seen this recently (but not watching) are listed as "not watching".
+    pub presence_window_secs: u64,
+    /// Keep nothing on disk: chat, names and bans vanish when onionstream stops.
+    pub ephemeral: bool,
+    /// Argon2 hash of the broadcaster's password (`onionstream hash-password`); empty: a new
+    /// random password is printed at every start.
+    pub broadcaster_password_hash: String,
+    pub filters: room::filter::FilterConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptchaConfig {
+    /// A captcha before the page itself, once per visitor.
+    pub access: bool,
+    /// A captcha before a visitor's first message.
+    pub first_message: bool,
+    /// Posting this many messages within `chat.flood_window_secs` asks for a captcha.
+    pub flood_messages: usize,
+    /// A captcha again after this many messages (0 = never).
+    pub every_messages: u32,
+    /// Chance, in percent, that any message asks for a captcha first (0 = never).
+    pub random_percent: u8,
+    /// A captcha older than this is refused as expired.
+    pub lifetime_secs: u64,
+    /// Wrong answers allowed per visitor per `wrong_window_secs`.
+    pub max_wrong: u32,
+    pub wrong_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivateConfig {
+    /// Only visitors with a listed tripcode (and the broadcaster) may enter; everyone else
+    /// gets the same 403 page, live or not.
+    pub enabled: bool,
+    /// Tripcodes allowed in (8 characters each, as the chat shows them after the `!`).
+    pub tripcodes: Vec<String>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        let r = room::flood::ChatRules::default();
+        let c = room::RoomConfig::default();
+        ChatConfig {
+            refresh_secs: web::WebConfig::default().chat_refresh.as_secs(),
+            max_message_chars: r.max_message_chars,
+            max_lines: r.max_lines,
+            line_width: r.line_width,
+            flood_window_secs: r.flood_window.as_secs(),
+            max_linespan: r.max_linespan,
+            min_interval_ms: r.min_interval.as_millis() as u64,
+            max_name_chars: r.max_name_chars,
+            default_name: c.default_name,
+            broadcaster_name: c.broadcaster_name,
+            storage_messages: c.storage_messages,
+            shown_messages: c.shown_messages,
+            presence_window_secs: c.presence_window.as_secs(),
+            ephemeral: false,
+            broadcaster_password_hash: String::new(),
+            filters: room::filter::FilterConfig::default(),
+        }
+    }
+}
+
+impl Default for CaptchaConfig {
+    fn default() -> Self {
+        let r = room::flood::ChatRules::default();
+        let p = room::captcha::CaptchaPolicy::default();
+        CaptchaConfig {
+            access: false,
+            first_message: r.captcha_first_message,
+            flood_messages: r.flood_captcha_messages,
+            every_messages: r.captcha_every_messages,
+            random_percent: r.captcha_random_percent,
+            lifetime_secs: p.lifetime.as_secs(),
+            max_wrong: p.max_wrong,
+            wrong_window_secs: p.wrong_window.as_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -150,6 +260,9 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             limits: LimitsConfig::default(),
             page: PageConfig::default(),
+            chat: ChatConfig::default(),
+            captcha: CaptchaConfig::default(),
+            private: PrivateConfig::default(),
             onion: OnionConfig::default(),
         }
     }
@@ -261,11 +374,36 @@ impl Config {
             ),
             ("limits.max_streams", self.limits.max_streams as u64),
             ("limits.max_connections", self.limits.max_connections as u64),
+            ("chat.refresh_secs", self.chat.refresh_secs),
+            ("chat.max_message_chars", self.chat.max_message_chars as u64),
+            ("chat.max_lines", self.chat.max_lines as u64),
+            ("chat.line_width", self.chat.line_width as u64),
+            ("chat.flood_window_secs", self.chat.flood_window_secs),
+            ("chat.max_linespan", self.chat.max_linespan as u64),
+            ("chat.max_name_chars", self.chat.max_name_chars as u64),
+            ("chat.storage_messages", self.chat.storage_messages as u64),
+            ("chat.shown_messages", self.chat.shown_messages as u64),
+            ("chat.presence_window_secs", self.chat.presence_window_secs),
+            ("captcha.lifetime_secs", self.captcha.lifetime_secs),
+            ("captcha.max_wrong", u64::from(self.captcha.max_wrong)),
+            ("captcha.wrong_window_secs", self.captcha.wrong_window_secs),
         ] {
             if v == 0 {
                 return Err(format!("{key} must be greater than 0"));
             }
         }
+        if self.captcha.random_percent > 100 {
+            return Err(format!(
+                "captcha.random_percent ({}) must be between 0 and 100",
+                self.captcha.random_percent
+            ));
+        }
+        if !self.chat.broadcaster_password_hash.is_empty() {
+            room::tripcode::BroadcasterPassword::from_hash(&self.chat.broadcaster_password_hash)
+                .map_err(|e| format!("chat.broadcaster_password_hash: {e}"))?;
+        }
+        room::filter::WordFilters::new(&self.chat.filters)
+            .map_err(|e| format!("chat.filters: {e}"))?;
         self.source
             .parse::<media::source::SourceSpec>()
             .map_err(|e| format!("source: {e}"))?;
@@ -307,12 +445,55 @@ impl Config {
         let d = &self.delivery;
         web::WebConfig {
             info_refresh: Duration::from_secs(self.page.info_refresh_secs),
+            chat_refresh: Duration::from_secs(self.chat.refresh_secs),
             cursor: media::CursorPolicy {
                 start_behind: Duration::from_millis(d.start_behind_ms),
                 max_behind: Duration::from_millis(d.max_behind_ms),
                 stall_gap: Duration::from_millis(d.stall_gap_ms),
                 idle_end: Duration::from_secs(d.idle_end_secs),
             },
+        }
+    }
+
+    /// The chat room's settings. `data_dir` is where its database lives (None: ephemeral).
+    pub fn room_config(&self, data_dir: Option<PathBuf>) -> room::RoomConfig {
+        let c = &self.chat;
+        let p = &self.captcha;
+        room::RoomConfig {
+            rules: room::flood::ChatRules {
+                max_message_chars: c.max_message_chars,
+                max_lines: c.max_lines,
+                line_width: c.line_width,
+                flood_window: Duration::from_secs(c.flood_window_secs),
+                max_linespan: c.max_linespan,
+                min_interval: Duration::from_millis(c.min_interval_ms),
+                flood_captcha_messages: p.flood_messages,
+                captcha_first_message: p.first_message,
+                captcha_every_messages: p.every_messages,
+                captcha_random_percent: p.random_percent,
+                max_name_chars: c.max_name_chars,
+            },
+            captcha: room::captcha::CaptchaPolicy {
+                lifetime: Duration::from_secs(p.lifetime_secs),
+                max_wrong: p.max_wrong,
+                wrong_window: Duration::from_secs(p.wrong_window_secs),
+                ..room::captcha::CaptchaPolicy::default()
+            },
+            access_captcha: p.access,
+            filters: c.filters.clone(),
+            private_mode: self.private.enabled,
+            private_tripcodes: self.private.tripcodes.clone(),
+            storage_messages: c.storage_messages,
+            shown_messages: c.shown_messages,
+            presence_window: Duration::from_secs(c.presence_window_secs),
+            default_name: c.default_name.clone(),
+            broadcaster_name: c.broadcaster_name.clone(),
+            broadcaster_password: if c.broadcaster_password_hash.is_empty() {
+                room::tripcode::BroadcasterPassword::generate()
+            } else {
+                room::tripcode::BroadcasterPassword::Hash(c.broadcaster_password_hash.clone())
+            },
+            data_dir: if c.ephemeral { None } else { data_dir },
         }
     }
 

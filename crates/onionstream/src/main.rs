@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Onion(ref cmd)) => onion_command(cmd, &config),
+        Some(Command::HashPassword) => hash_password(),
         None => {
             let extra = match cli.test_torrc_lines() {
                 Ok(l) => l,
@@ -57,6 +58,29 @@ fn main() -> ExitCode {
                 }
             };
             run(config, extra)
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("onionstream: cannot read the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("onionstream: the password is empty; type it on standard input");
+        return ExitCode::from(2);
+    }
+    match room::tripcode::BroadcasterPassword::hash(password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("onionstream: cannot hash the password: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -151,16 +175,38 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
 
     let data_dir = config.data_dir();
     let title = room::Title::default();
-    let _title_watch = match std::fs::create_dir_all(&data_dir) {
-        Ok(()) => title_file::watch(&data_dir, title.clone()),
+    let data_dir_usable = match make_data_dir(&data_dir) {
+        Ok(()) => true,
         Err(e) => {
             tracing::error!(
-                "data directory {} is not usable ({e}); serving without it (title stays default)",
+                "data directory {} is not usable ({e}); serving without it (title stays default, chat is not kept)",
                 data_dir.display()
             );
-            None
+            false
         }
     };
+    let _title_watch = data_dir_usable
+        .then(|| title_file::watch(&data_dir, title.clone()))
+        .flatten();
+    let room_config = config.room_config(data_dir_usable.then(|| data_dir.clone()));
+    let generated_password = room_config.broadcaster_password.plain().map(str::to_owned);
+    let room = match room::Room::open(room_config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("onionstream: cannot open the chat room: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn({
+        let room = room.clone();
+        async move {
+            let mut tick = tokio::time::interval(ROOM_SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                room.sweep();
+            }
+        }
+    });
 
     let store = media::SegmentStore::new(config.store_config());
     let counters = Arc::new(web::DeliveryCounters::default());
@@ -169,6 +215,7 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
         store: store.clone(),
         viewers: room::Viewers::new(config.stream_limits()),
         title,
+        room,
         counters: counters.clone(),
     };
     tracing::info!("source: {spec}");
@@ -176,6 +223,11 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
 
     // The one line scripts and tests wait for.
     println!("onionstream: serving http://{local}/");
+    if let Some(p) = generated_password {
+        println!(
+            "onionstream: broadcaster login at http://{local}/broadcaster: user broadcaster, password {p}"
+        );
+    }
     let onion = config.onion.enabled.then(|| {
         let target = if local.ip().is_unspecified() {
             std::net::SocketAddr::from(([127, 0, 0, 1], local.port()))
@@ -225,6 +277,22 @@ async fn announce_onion(mut status: tokio::sync::watch::Receiver<onion::service:
             return;
         }
     }
+}
+
+/// How often the room forgets idle visitors and expired captchas.
+const ROOM_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Makes the data directory, readable by this user only (it holds keys and the chat).
+fn make_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

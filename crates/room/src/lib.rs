@@ -5,19 +5,32 @@
 //! - [`viewers`]: [`Viewers`], presence (who is watching) and the per-token limits on
 //!   `/stream.mp4` responses.
 //! - [`title`]: the stream title, shared with every page.
+//! - [`chat`]: [`Room`], the chat's state machine: users, messages, captchas before posting,
+//!   moderation, private mode. Its rules come from [`flood`] (sizes and rates), [`filter`]
+//!   (word filters), [`captcha`] (single-use image challenges), [`colour`] and [`tripcode`]
+//!   (appearance); what it says back is a [`Notice`].
 //! - [`record`]: the rows persisted (users, messages); [`db`]: SQLite persistence.
-//! - [`captcha`]: single-use, expiring image challenges.
-//! - [`filter`]: word filters (ban, block, censor); [`emote`]: emotes from `emotes.json`.
+//! - [`emote`]: emotes from `emotes.json`.
 
 pub mod captcha;
+pub mod chat;
+pub mod colour;
 pub mod db;
 pub mod emote;
 pub mod filter;
+pub mod flood;
+pub mod notice;
 pub mod record;
 pub mod title;
 pub mod token;
+pub mod tripcode;
 pub mod viewers;
 
+pub use chat::{
+    Access, AppearanceChange, ChatForm, LoginError, MessageView, Moderation, Post, Role, Room,
+    RoomConfig, RoomError, UserView, UsersView,
+};
+pub use notice::Notice;
 pub use title::Title;
 pub use token::{Token, TokenError};
 pub use viewers::{StreamLimits, StreamRefused, ViewerGuard, Viewers};

@@ -201,6 +201,18 @@ impl Viewers {
         n
     }
 
+    /// The visitors video reached within the watching window (for the users list).
+    pub fn watching_tokens(&self) -> Vec<Token> {
+        let now = Instant::now();
+        let window = self.limits.watching_window;
+        self.lock()
+            .tokens
+            .iter()
+            .filter(|(_, e)| e.last_video.is_some_and(|t| now.duration_since(t) < window))
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
     /// Whether `token` is watching now.
     pub fn is_watching(&self, token: &Token) -> bool {
         let st = self.lock();

@@ -51,6 +51,9 @@ pub async fn hls_file(
     Path(file): Path<String>,
     visitor: Visitor,
 ) -> Result<Response, ErrorPage> {
+    if let Some(r) = crate::gate::refusal(&app, &visitor) {
+        return Ok(r);
+    }
     let what = parse_file(&file)
         .ok_or_else(|| ErrorPage::new(StatusCode::NOT_FOUND, "No such HLS file."))?;
     let view = HlsView::of(&app.store).ok_or_else(offline)?;

@@ -9,15 +9,23 @@
 //! - [`page`]: the no-JS page, its info frame, static files.
 //! - [`stream`]: `GET /stream.mp4`, one endless response per viewer.
 //! - [`hls`]: `GET /hls/...`, the same stream as HLS.
+//! - [`gate`]: who may come in: private mode, the access captcha, the broadcaster's login.
+//! - [`chat`]: the chat frames and forms (messages, post, appearance, users, moderation),
+//!   captcha and emote images; [`message_text`]: chat text as safe HTML.
+//! - [`form`]: size-limited form bodies.
 //! - [`error_page`]: every refusal as a small HTML page with a reason.
 //! - [`counters`]: what delivery did, for benchmarks and (later) metrics.
 //!
 //! **Architecture invariant:** only this crate knows HTML, URLs and HTTP status codes.
 
+pub mod chat;
 pub mod counters;
 pub mod deadline_io;
 pub mod error_page;
+pub mod form;
+pub mod gate;
 pub mod hls;
+pub mod message_text;
 pub mod page;
 pub mod security;
 pub mod server;
@@ -27,7 +35,8 @@ pub mod visitor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use counters::DeliveryCounters;
@@ -38,6 +47,8 @@ pub use server::{serve, ServerLimits};
 pub struct WebConfig {
     /// Meta-refresh interval of the info frame (title, viewers, uptime) without JavaScript.
     pub info_refresh: Duration,
+    /// Meta-refresh interval of the chat messages frame without JavaScript.
+    pub chat_refresh: Duration,
     /// Start point and catch-up rules of `/stream.mp4`.
     pub cursor: media::CursorPolicy,
 }
@@ -46,6 +57,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             info_refresh: Duration::from_secs(5),
+            chat_refresh: Duration::from_secs(4),
             cursor: media::CursorPolicy::default(),
         }
     }
@@ -58,6 +70,7 @@ pub struct AppState {
     pub store: media::SegmentStore,
     pub viewers: room::Viewers,
     pub title: room::Title,
+    pub room: room::Room,
     pub counters: Arc<DeliveryCounters>,
 }
 
@@ -69,6 +82,21 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(page::static_file))
         .route("/stream.mp4", get(stream::stream_mp4))
         .route("/hls/{file}", get(hls::hls_file))
+        .route("/chat/messages", get(chat::messages))
+        .route("/chat/form", get(chat::form))
+        .route("/chat/post", post(chat::post))
+        .route(
+            "/chat/appearance",
+            get(chat::appearance).post(chat::set_appearance),
+        )
+        .route("/chat/users", get(chat::users))
+        .route("/chat/moderate", post(chat::moderate))
+        .route("/captcha/{file}", get(chat::captcha_image))
+        .route("/emote/{index}", get(chat::emote))
+        .route("/access", post(gate::access))
+        .route("/private/enter", post(gate::enter_private))
+        .route("/broadcaster", get(gate::broadcaster))
+        .layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
         .fallback(error_page::not_found)
         .layer(axum::middleware::map_response(security::headers))
         .with_state(state)

@@ -26,6 +26,7 @@ struct PageTemplate<'a> {
     token: &'a str,
     online: bool,
     epoch: u64,
+    broadcaster: bool,
 }
 
 #[derive(Template)]
@@ -51,12 +52,16 @@ fn render(t: impl Template) -> Result<Html<String>, ErrorPage> {
 }
 
 pub async fn home(State(app): State<AppState>, visitor: Visitor) -> Result<Response, ErrorPage> {
+    if let Some(r) = crate::gate::home_refusal(&app, &visitor) {
+        return Ok(r);
+    }
     let status = app.store.status();
     let title = app.title.get();
     let page = render(PageTemplate {
         title: &title,
         token: visitor.token.secret(),
         online: status.online,
+        broadcaster: app.room.role(&visitor.token) == room::Role::Broadcaster,
         epoch: if status.online {
             status.epoch.unwrap_or(0)
         } else {
@@ -93,6 +98,9 @@ pub async fn info(
     Query(q): Query<InfoQuery>,
     visitor: Visitor,
 ) -> Result<Response, ErrorPage> {
+    if let Some(r) = crate::gate::refusal(&app, &visitor) {
+        return Ok(r);
+    }
     let page_epoch = match q.epoch.as_deref() {
         None | Some("") => 0,
         Some(e) => e.parse::<u64>().map_err(|_| {

@@ -25,6 +25,9 @@ pub async fn stream_mp4(
     State(app): State<AppState>,
     visitor: Visitor,
 ) -> Result<Response, ErrorPage> {
+    if let Some(r) = crate::gate::refusal(&app, &visitor) {
+        return Ok(r);
+    }
     let guard = app.viewers.open_stream(&visitor.token).map_err(|refused| {
         DeliveryCounters::add(&app.counters.streams_refused, 1);
         ErrorPage::new(StatusCode::TOO_MANY_REQUESTS, refused.reason())

@@ -120,6 +120,7 @@ async fn in_process_server(store: media::SegmentStore) -> std::net::SocketAddr {
             ..room::StreamLimits::default()
         }),
         title: room::Title::default(),
+        room: room::Room::open(room::RoomConfig::default()).expect("an ephemeral room opens"),
         counters: counters.clone(),
     };
     tokio::spawn(web::serve(

@@ -1,0 +1,1115 @@
+//! The chat room's state machine: users and their appearance, messages, captchas before
+//! posting, flood control, word filters, moderation, private mode, and persistence of all of
+//! it. The web layer renders what this returns; the rules live only here, so the no-JS forms
+//! and (later) the WebSocket obey the same ones.
+//!
+//! Owns: [`Room`]. Must never: know HTTP or HTML, keep a secret token on disk (users are known
+//! by [`Token::public_id`]), acknowledge a message before it is durably written, or keep
+//! unbounded state for visitors who did nothing.
+//!
+//! Locking: one `std::sync::Mutex` around the state and the database. Critical sections are
+//! map lookups plus at most one SQLite transaction; the slow tripcode hash is computed outside.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use subtle::ConstantTimeEq;
+
+use crate::captcha::{CaptchaError, CaptchaPolicy, Captchas, ChallengeId};
+use crate::colour::{Colour, CHAT_BACKGROUND, DERIVED_CONTRAST};
+use crate::db::{Db, DbError, DB_FILE_NAME};
+use crate::emote::{EmoteError, Emotes};
+use crate::filter::{FilterConfig, FilterError, FilterVerdict, WordFilters};
+use crate::flood::{ChatRules, PostHistory, RuleBreak};
+use crate::notice::Notice;
+use crate::record::{MessageRecord, UserRecord};
+use crate::token::Token;
+use crate::tripcode::{BroadcasterPassword, Tripcode};
+
+/// Single-use form nonces one user may hold at once (one per open form).
+pub const MAX_NONCES_PER_USER: usize = 16;
+/// Visitors who did nothing are forgotten after this long without a request.
+const FORGET_IDLE_AFTER: Duration = Duration::from_secs(600);
+/// Most users held in memory; beyond it idle visitors who did nothing are forgotten.
+pub const MAX_USERS_IN_MEMORY: usize = 100_000;
+/// Tripcodes one user may make per [`TRIPCODE_WINDOW`] (each costs real CPU and memory).
+pub const TRIPCODES_PER_WINDOW: usize = 5;
+const TRIPCODE_WINDOW: Duration = Duration::from_secs(60);
+/// Failed broadcaster logins allowed per minute, from everyone together (behind an onion
+/// service every visitor has the same address, so per-address limits mean nothing).
+pub const LOGIN_FAILURES_PER_MINUTE: usize = 10;
+/// The only user name `/broadcaster` accepts.
+pub const BROADCASTER_USER: &str = "broadcaster";
+/// The database is pruned to `storage_messages` every this many posts.
+const PRUNE_EVERY: u64 = 256;
+
+/// How the room behaves. Defaults are sensible for a public stream.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    pub rules: ChatRules,
+    pub captcha: CaptchaPolicy,
+    /// A captcha before the page itself, once per user.
+    pub access_captcha: bool,
+    pub filters: FilterConfig,
+    /// Only users whose tripcode is in `private_tripcodes` (and the broadcaster) may enter.
+    pub private_mode: bool,
+    pub private_tripcodes: Vec<String>,
+    /// Messages kept (memory and disk).
+    pub storage_messages: usize,
+    /// Messages shown in the chat.
+    pub shown_messages: usize,
+    /// Users seen this recently but not watching are listed as "not watching".
+    pub presence_window: Duration,
+    pub default_name: String,
+    pub broadcaster_name: String,
+    pub broadcaster_password: BroadcasterPassword,
+    /// Data directory holding the database; `None` keeps nothing on disk (ephemeral mode).
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            rules: ChatRules::default(),
+            captcha: CaptchaPolicy::default(),
+            access_captcha: false,
+            filters: FilterConfig::default(),
+            private_mode: false,
+            private_tripcodes: Vec::new(),
+            storage_messages: 8192,
+            shown_messages: 100,
+            presence_window: Duration::from_secs(60),
+            default_name: "Anonymous".into(),
+            broadcaster_name: "Broadcaster".into(),
+            broadcaster_password: BroadcasterPassword::generate(),
+            data_dir: None,
+        }
+    }
+}
+
+/// Why the room could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("config: {0}")]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Emotes(#[from] EmoteError),
+    #[error(
+        "config: private tripcode {0:?} is not a tripcode (8 characters, as shown in the chat)"
+    )]
+    PrivateTripcode(String),
+}
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Viewer,
+    Broadcaster,
+}
+
+/// Whether a visitor may see the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// Solve this access captcha first.
+    Captcha(ChallengeId),
+    /// Private mode, and this visitor is not on the list.
+    Private,
+}
+
+/// A user as others see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserView {
+    /// Public id (keyed hash of the token).
+    pub id: String,
+    /// Short tag telling default names apart (`3fa`).
+    pub tag: String,
+    pub name: String,
+    /// The user chose no name.
+    pub default_name: bool,
+    pub colour: Colour,
+    /// The user chose `colour` (else it is derived from their id).
+    pub custom_colour: bool,
+    pub tripcode: Option<Tripcode>,
+    pub broadcaster: bool,
+    pub banned: bool,
+}
+
+/// A message as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageView {
+    pub id: u64,
+    pub author: String,
+    pub tag: String,
+    pub name: String,
+    pub colour: Colour,
+    pub tripcode: Option<Tripcode>,
+    pub broadcaster: bool,
+    pub text: String,
+    pub time_ms: i64,
+    /// Only the broadcaster is shown hidden messages.
+    pub hidden: bool,
+    /// The author is banned now.
+    pub author_banned: bool,
+}
+
+/// Everything the message form needs.
+#[derive(Debug, Clone)]
+pub struct ChatForm {
+    /// Single-use nonce for the next post (a re-sent form is discarded).
+    pub nonce: String,
+    pub notice: Option<Notice>,
+    /// The message the user was typing when it was refused or a captcha came first.
+    pub draft: String,
+    /// Solve this before the next message is accepted.
+    pub captcha: Option<ChallengeId>,
+    pub me: UserView,
+    pub max_message_chars: usize,
+    pub max_name_chars: usize,
+}
+
+/// The users list.
+#[derive(Debug, Clone, Default)]
+pub struct UsersView {
+    pub watching: Vec<UserView>,
+    pub not_watching: Vec<UserView>,
+    /// Shown to the broadcaster only.
+    pub banned: Vec<UserView>,
+}
+
+/// A post from a form.
+#[derive(Debug, Clone, Default)]
+pub struct Post {
+    pub nonce: String,
+    pub text: String,
+    /// A captcha answer sent with the message.
+    pub captcha: Option<(String, String)>,
+}
+
+/// An appearance change from a form. Fields left `None` are not changed.
+#[derive(Debug, Clone, Default)]
+pub struct AppearanceChange {
+    pub nonce: String,
+    /// New name; empty = the default name.
+    pub name: Option<String>,
+    /// New colour `#rrggbb`; empty = the derived colour.
+    pub colour: Option<String>,
+    /// Make a tripcode from this password (empty = unchanged).
+    pub tripcode_password: Option<String>,
+    pub clear_tripcode: bool,
+}
+
+/// What the broadcaster can do to a message or user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderation {
+    Hide(u64),
+    Unhide(u64),
+    Ban(String),
+    /// Ban and hide every message of theirs.
+    BanAndPurge(String),
+    Unban(String),
+}
+
+/// Why a broadcaster login failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    Wrong,
+    TooMany { retry_after: Duration },
+}
+
+#[derive(Debug)]
+struct User {
+    record: UserRecord,
+    /// The record is (or must be) on disk: the user did something worth keeping.
+    persisted: bool,
+    access_passed: bool,
+    nonces: VecDeque<String>,
+    notice: Option<Notice>,
+    draft: Option<String>,
+    history: PostHistory,
+    /// A flood or periodic captcha must be solved before the next message.
+    captcha_due: bool,
+    last_seen: Instant,
+    tripcodes_made: VecDeque<Instant>,
+}
+
+impl User {
+    fn new(id: String, now: Instant, now_ms: i64) -> User {
+        User {
+            record: UserRecord {
+                id,
+                first_seen_ms: now_ms,
+                last_seen_ms: now_ms,
+                ..UserRecord::default()
+            },
+            persisted: false,
+            access_passed: false,
+            nonces: VecDeque::new(),
+            notice: None,
+            draft: None,
+            history: PostHistory::default(),
+            captcha_due: false,
+            last_seen: now,
+            tripcodes_made: VecDeque::new(),
+        }
+    }
+}
+
+struct State {
+    db: Option<Db>,
+    users: HashMap<String, User>,
+    messages: VecDeque<MessageRecord>,
+    next_id: u64,
+    private_allowed: HashSet<String>,
+    posts_since_prune: u64,
+}
+
+struct Inner {
+    config: RoomConfig,
+    key: [u8; 32],
+    broadcaster_token: Token,
+    broadcaster_id: String,
+    captchas: Captchas,
+    filters: WordFilters,
+    emotes: RwLock<Arc<Emotes>>,
+    state: Mutex<State>,
+    login_failures: Mutex<VecDeque<Instant>>,
+}
+
+/// The chat room. Cheap to clone.
+#[derive(Clone)]
+pub struct Room {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Room(…)")
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn random_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    rand::rng().fill_bytes(&mut k);
+    k
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes control characters (except newlines when `keep_newlines`) and bidirectional
+/// overrides, which could make text lie about where it starts and ends.
+pub fn sanitize(text: &str, keep_newlines: bool) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let cleaned: String = text
+        .chars()
+        .filter(|&c| {
+            (keep_newlines && c == '\n')
+                || !(c.is_control()
+                    || ('\u{202a}'..='\u{202e}').contains(&c)
+                    || ('\u{2066}'..='\u{2069}').contains(&c))
+        })
+        .collect();
+    let lines: Vec<&str> = cleaned.lines().map(str::trim_end).collect();
+    lines.join("\n").trim().to_string()
+}
+
+impl Room {
+    /// Opens the room: loads users and messages from the database in `data_dir` (created if
+    /// missing), or starts empty in ephemeral mode.
+    pub fn open(config: RoomConfig) -> Result<Room, RoomError> {
+        let filters = WordFilters::new(&config.filters)?;
+        let emotes = match &config.data_dir {
+            Some(dir) => Emotes::load(dir)?,
+            None => Emotes::default(),
+        };
+        for t in &config.private_tripcodes {
+            if t.chars().count() != crate::tripcode::TRIPCODE_LEN {
+                return Err(RoomError::PrivateTripcode(t.clone()));
+            }
+        }
+        let (db, key) = match &config.data_dir {
+            Some(dir) => {
+                let db = Db::open(&dir.join(DB_FILE_NAME))?;
+                let key = match db.setting("secret_key")? {
+                    Some(k) if k.len() == 64 => {
+                        let mut key = [0u8; 32];
+                        for (i, b) in key.iter_mut().enumerate() {
+                            *b = u8::from_str_radix(&k[2 * i..2 * i + 2], 16).unwrap_or(0);
+                        }
+                        key
+                    }
+                    _ => {
+                        let key = random_key();
+                        db.set_setting("secret_key", &hex(&key))?;
+                        key
+                    }
+                };
+                (Some(db), key)
+            }
+            None => (None, random_key()),
+        };
+        let now = Instant::now();
+        let mut users = HashMap::new();
+        let mut messages = VecDeque::new();
+        let mut next_id = 1;
+        if let Some(db) = &db {
+            for record in db.users()? {
+                let mut u = User::new(record.id.clone(), now, record.last_seen_ms);
+                u.access_passed = true;
+                u.record = record;
+                u.persisted = true;
+                users.insert(u.record.id.clone(), u);
+            }
+            messages = db.recent_messages(config.storage_messages)?.into();
+            next_id = db.max_message_id()? + 1;
+        }
+        let broadcaster_token = Token::parse(&hex(
+            &blake3::keyed_hash(&key, b"broadcaster token").as_bytes()[..16]
+        ))
+        .expect("32 hex digits are a valid token");
+        let broadcaster_id = broadcaster_token.public_id(&key);
+        let private_allowed = config.private_tripcodes.iter().cloned().collect();
+        let captchas = Captchas::new(config.captcha.clone());
+        Ok(Room {
+            inner: Arc::new(Inner {
+                key,
+                broadcaster_token,
+                broadcaster_id,
+                captchas,
+                filters,
+                emotes: RwLock::new(Arc::new(emotes)),
+                state: Mutex::new(State {
+                    db,
+                    users,
+                    messages,
+                    next_id,
+                    private_allowed,
+                    posts_since_prune: 0,
+                }),
+                login_failures: Mutex::new(VecDeque::new()),
+                config,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &RoomConfig {
+        &self.inner.config
+    }
+
+    /// The public face of a token.
+    pub fn public_id(&self, token: &Token) -> String {
+        token.public_id(&self.inner.key)
+    }
+
+    pub fn role(&self, token: &Token) -> Role {
+        let a = blake3::hash(token.secret().as_bytes());
+        let b = blake3::hash(self.inner.broadcaster_token.secret().as_bytes());
+        if bool::from(a.as_bytes().ct_eq(b.as_bytes())) {
+            Role::Broadcaster
+        } else {
+            Role::Viewer
+        }
+    }
+
+    /// Checks the broadcaster's Basic-auth credentials; on success, the token the broadcaster's
+    /// pages carry. Failures from everyone together are limited per minute.
+    pub fn login(&self, user: &str, password: &str) -> Result<Token, LoginError> {
+        let now = Instant::now();
+        {
+            let mut f = self
+                .inner
+                .login_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            while f
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+            {
+                f.pop_front();
+            }
+            if f.len() >= LOGIN_FAILURES_PER_MINUTE {
+                let retry_after = Duration::from_secs(60).saturating_sub(now.duration_since(f[0]));
+                return Err(LoginError::TooMany { retry_after });
+            }
+        }
+        let user_ok: bool = blake3::hash(user.as_bytes())
+            .as_bytes()
+            .ct_eq(blake3::hash(BROADCASTER_USER.as_bytes()).as_bytes())
+            .into();
+        let password_ok = self.inner.config.broadcaster_password.verify(password);
+        if user_ok && password_ok {
+            return Ok(self.inner.broadcaster_token.clone());
+        }
+        self.inner
+            .login_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(now);
+        Err(LoginError::Wrong)
+    }
+
+    pub fn captchas(&self) -> &Captchas {
+        &self.inner.captchas
+    }
+
+    pub fn emotes(&self) -> Arc<Emotes> {
+        self.inner
+            .emotes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads `emotes.json` again; on error the old emotes stay.
+    pub fn reload_emotes(&self) -> Result<usize, RoomError> {
+        let Some(dir) = &self.inner.config.data_dir else {
+            return Ok(0);
+        };
+        let emotes = Emotes::load(dir)?;
+        let n = emotes.len();
+        *self.inner.emotes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(emotes);
+        Ok(n)
+    }
+
+    /// The user behind `token`, made if new; marks them seen.
+    fn user<'a>(&self, st: &'a mut State, token: &Token, now: Instant) -> &'a mut User {
+        let id = self.public_id(token);
+        if !st.users.contains_key(&id) && st.users.len() >= MAX_USERS_IN_MEMORY {
+            st.users
+                .retain(|_, u| u.persisted || now.duration_since(u.last_seen) < FORGET_IDLE_AFTER);
+        }
+        let role = self.role(token);
+        let u = st
+            .users
+            .entry(id.clone())
+            .or_insert_with(|| User::new(id, now, now_ms()));
+        u.last_seen = now;
+        if role == Role::Broadcaster {
+            u.access_passed = true;
+        }
+        u
+    }
+
+    fn view_of(&self, u: &User) -> UserView {
+        let r = &u.record;
+        let broadcaster = r.id == self.inner.broadcaster_id;
+        let (name, default_name) = match &r.name {
+            Some(n) => (n.clone(), false),
+            None if broadcaster => (self.inner.config.broadcaster_name.clone(), true),
+            None => (self.inner.config.default_name.clone(), true),
+        };
+        UserView {
+            id: r.id.clone(),
+            tag: r.id.chars().take(3).collect(),
+            name,
+            default_name,
+            colour: r
+                .colour
+                .as_deref()
+                .and_then(|c| Colour::parse(c).ok())
+                .unwrap_or_else(|| self.derived_colour(&r.id)),
+            custom_colour: r.colour.is_some(),
+            tripcode: r.tripcode.as_deref().map(Tripcode::from_stored),
+            broadcaster,
+            banned: r.banned,
+        }
+    }
+
+    fn derived_colour(&self, id: &str) -> Colour {
+        let seed = blake3::keyed_hash(&self.inner.key, format!("colour {id}").as_bytes());
+        Colour::derived(seed.as_bytes(), DERIVED_CONTRAST, CHAT_BACKGROUND)
+    }
+
+    /// Saves a user to disk if the room has one.
+    fn save(st: &mut State, id: &str) -> Result<(), DbError> {
+        let Some(u) = st.users.get_mut(id) else {
+            return Ok(());
+        };
+        u.persisted = true;
+        match &st.db {
+            Some(db) => db.save_user(&u.record),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the visitor as seen and says who they are.
+    pub fn me(&self, token: &Token) -> UserView {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let u = self.user(&mut st, token, now);
+        self.view_of(u)
+    }
+
+    /// Whether the visitor may see the page (private mode, access captcha).
+    pub fn access(&self, token: &Token) -> Access {
+        let now = Instant::now();
+        let broadcaster = self.role(token) == Role::Broadcaster;
+        let mut st = self.lock();
+        if broadcaster {
+            return Access::Allowed;
+        }
+        let private = self.inner.config.private_mode;
+        let allowed_set = st.private_allowed.clone();
+        let u = self.user(&mut st, token, now);
+        if private
+            && !u
+                .record
+                .tripcode
+                .as_ref()
+                .is_some_and(|t| allowed_set.contains(t))
+        {
+            return Access::Private;
+        }
+        if self.inner.config.access_captcha && !u.access_passed {
+            let owner = u.record.id.clone();
+            drop(st);
+            let id = self
+                .inner
+                .captchas
+                .current(&owner, now)
+                .unwrap_or_else(|| self.inner.captchas.issue(&owner, now));
+            return Access::Captcha(id);
+        }
+        Access::Allowed
+    }
+
+    /// Answers the access captcha.
+    pub fn solve_access_captcha(
+        &self,
+        token: &Token,
+        id: &str,
+        answer: &str,
+    ) -> Result<(), Notice> {
+        let now = Instant::now();
+        let owner = self.public_id(token);
+        let id = ChallengeId::parse(id).ok_or(Notice::CaptchaExpired)?;
+        self.inner
+            .captchas
+            .check(&owner, &id, answer, now)
+            .map_err(captcha_notice)?;
+        let mut st = self.lock();
+        let u = self.user(&mut st, token, now);
+        u.access_passed = true;
+        let id = u.record.id.clone();
+        Self::save(&mut st, &id).map_err(|e| Notice::StorageFailed(short_reason(&e)))
+    }
+
+    /// Private mode: enter with a tripcode password. True if its tripcode is on the list (the
+    /// user's tripcode is then set to it).
+    pub fn enter_private(&self, token: &Token, password: &str) -> Result<bool, Notice> {
+        let trip = self.make_tripcode(token, password)?;
+        let now = Instant::now();
+        let mut st = self.lock();
+        if !st.private_allowed.contains(trip.as_str()) {
+            return Ok(false);
+        }
+        let u = self.user(&mut st, token, now);
+        u.record.tripcode = Some(trip.as_str().to_owned());
+        let id = u.record.id.clone();
+        Self::save(&mut st, &id).map_err(|e| Notice::StorageFailed(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// Computes a tripcode for this user, within their rate limit. Slow; takes no lock while
+    /// hashing.
+    fn make_tripcode(&self, token: &Token, password: &str) -> Result<Tripcode, Notice> {
+        let now = Instant::now();
+        {
+            let mut st = self.lock();
+            let u = self.user(&mut st, token, now);
+            while u
+                .tripcodes_made
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= TRIPCODE_WINDOW)
+            {
+                u.tripcodes_made.pop_front();
+            }
+            if u.tripcodes_made.len() >= TRIPCODES_PER_WINDOW {
+                let retry_after =
+                    TRIPCODE_WINDOW.saturating_sub(now.duration_since(u.tripcodes_made[0]));
+                return Err(Notice::TripcodeTooOften { retry_after });
+            }
+            u.tripcodes_made.push_back(now);
+        }
+        Tripcode::from_password(password, &self.inner.key)
+            .map_err(|e| Notice::BadTripcode(e.to_string()))
+    }
+
+    /// A new single-use nonce for one of this user's forms.
+    fn nonce(u: &mut User) -> String {
+        let mut b = [0u8; 12];
+        rand::rng().fill_bytes(&mut b);
+        let n = hex(&b);
+        if u.nonces.len() >= MAX_NONCES_PER_USER {
+            u.nonces.pop_front();
+        }
+        u.nonces.push_back(n.clone());
+        n
+    }
+
+    fn take_nonce(u: &mut User, nonce: &str) -> bool {
+        match u.nonces.iter().position(|n| n == nonce) {
+            Some(i) => {
+                u.nonces.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn needs_captcha(&self, u: &mut User, now: Instant) -> bool {
+        let rules = &self.inner.config.rules;
+        (rules.captcha_first_message && !u.record.captcha_solved)
+            || u.captcha_due
+            || (rules.captcha_every_messages > 0
+                && u.record.messages_since_captcha >= rules.captcha_every_messages)
+            || u.history.flooding(rules, now)
+    }
+
+    /// The message form: a fresh nonce, the last notice (once), the draft, and a captcha if
+    /// the next message needs one.
+    pub fn chat_form(&self, token: &Token) -> ChatForm {
+        let now = Instant::now();
+        let broadcaster = self.role(token) == Role::Broadcaster;
+        let mut st = self.lock();
+        let u = self.user(&mut st, token, now);
+        let nonce = Self::nonce(u);
+        let notice = u.notice.take();
+        let draft = u.draft.take().unwrap_or_default();
+        let need = !broadcaster && !u.record.banned && self.needs_captcha(u, now);
+        let me = self.view_of(u);
+        let owner = u.record.id.clone();
+        drop(st);
+        let captcha = need.then(|| {
+            self.inner
+                .captchas
+                .current(&owner, now)
+                .unwrap_or_else(|| self.inner.captchas.issue(&owner, now))
+        });
+        ChatForm {
+            nonce,
+            notice,
+            draft,
+            captcha,
+            me,
+            max_message_chars: self.inner.config.rules.max_message_chars,
+            max_name_chars: self.inner.config.rules.max_name_chars,
+        }
+    }
+
+    /// A fresh nonce for a form (appearance, private entry, ...).
+    pub fn form_nonce(&self, token: &Token) -> String {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let u = self.user(&mut st, token, now);
+        Self::nonce(u)
+    }
+
+    /// The notice waiting for this user, taken (shown once).
+    pub fn take_notice(&self, token: &Token) -> Option<Notice> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        self.user(&mut st, token, now).notice.take()
+    }
+
+    /// Leaves a notice for this user's next page.
+    pub fn set_notice(&self, token: &Token, notice: Notice) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        self.user(&mut st, token, now).notice = Some(notice);
+    }
+
+    /// Posts a message. On refusal the notice (and the draft, where the user would want it
+    /// back) waits for the next [`Room::chat_form`]; it is also returned.
+    pub fn post(&self, token: &Token, post: Post) -> Result<u64, Notice> {
+        let now = Instant::now();
+        let broadcaster = self.role(token) == Role::Broadcaster;
+        let text = sanitize(&post.text, true);
+        let mut st = self.lock();
+        let result = self.post_locked(&mut st, token, &post, &text, broadcaster, now);
+        let u = self.user(&mut st, token, now);
+        if let Err(n) = &result {
+            u.notice = Some(n.clone());
+            let keep_draft = !matches!(
+                n,
+                Notice::Duplicate | Notice::Banned | Notice::BannedByFilter
+            );
+            if keep_draft {
+                u.draft = Some(text);
+            }
+        }
+        result
+    }
+
+    fn post_locked(
+        &self,
+        st: &mut State,
+        token: &Token,
+        post: &Post,
+        text: &str,
+        broadcaster: bool,
+        now: Instant,
+    ) -> Result<u64, Notice> {
+        let rules = &self.inner.config.rules;
+        let u = self.user(st, token, now);
+        if !Self::take_nonce(u, &post.nonce) {
+            return Err(Notice::Duplicate);
+        }
+        if u.record.banned {
+            return Err(Notice::Banned);
+        }
+        rules.check_text(text).map_err(rule_notice)?;
+        let id = u.record.id.clone();
+        if !broadcaster {
+            if let Some((cid, answer)) = &post.captcha {
+                let cid = ChallengeId::parse(cid).ok_or(Notice::CaptchaExpired)?;
+                self.inner
+                    .captchas
+                    .check(&id, &cid, answer, now)
+                    .map_err(captcha_notice)?;
+                u.record.captcha_solved = true;
+                u.record.messages_since_captcha = 0;
+                u.captcha_due = false;
+                u.history.clear();
+            } else if self.needs_captcha(u, now) {
+                u.captcha_due = u.captcha_due || u.record.captcha_solved;
+                return Err(Notice::SolveCaptcha);
+            } else if rules.captcha_random_percent > 0
+                && rand::random_range(0..100u8) < rules.captcha_random_percent
+            {
+                u.captcha_due = true;
+                return Err(Notice::SolveCaptcha);
+            }
+            u.history
+                .check(rules, rules.linespan(text), now)
+                .map_err(rule_notice)?;
+        }
+        let text = match self.inner.filters.check(text, broadcaster) {
+            FilterVerdict::Pass(t) => t,
+            FilterVerdict::Block => return Err(Notice::Blocked),
+            FilterVerdict::Ban => {
+                u.record.banned = true;
+                let _ = Self::save(st, &id);
+                return Err(Notice::BannedByFilter);
+            }
+        };
+        let view = self.view_of(u);
+        let mut record = u.record.clone();
+        record.messages_since_captcha += 1;
+        record.last_seen_ms = now_ms();
+        let message = MessageRecord {
+            id: st.next_id,
+            author: id.clone(),
+            name: view.name.clone(),
+            colour: view.colour.to_string(),
+            tripcode: view.tripcode.map(|t| t.as_str().to_owned()),
+            broadcaster,
+            text,
+            time_ms: record.last_seen_ms,
+            hidden: false,
+        };
+        if let Some(db) = &st.db {
+            db.insert_message_and_user(&message, &record)
+                .map_err(|e| Notice::StorageFailed(short_reason(&e)))?;
+        }
+        // Durable (or ephemeral by choice): now it exists.
+        let u = st.users.get_mut(&id).expect("user made above");
+        u.record = record;
+        u.persisted = true;
+        u.history.record(rules.linespan(&message.text), now);
+        st.next_id += 1;
+        let mid = message.id;
+        st.messages.push_back(message);
+        while st.messages.len() > self.inner.config.storage_messages {
+            st.messages.pop_front();
+        }
+        st.posts_since_prune += 1;
+        if st.posts_since_prune >= PRUNE_EVERY {
+            st.posts_since_prune = 0;
+            if let Some(db) = &st.db {
+                if let Err(e) = db.prune_messages(self.inner.config.storage_messages) {
+                    tracing::warn!("could not prune old messages: {e}");
+                }
+            }
+        }
+        Ok(mid)
+    }
+
+    /// Changes name, colour or tripcode. The notice waits for the next form as well.
+    pub fn set_appearance(&self, token: &Token, change: AppearanceChange) -> Result<(), Notice> {
+        let result = self.set_appearance_inner(token, change);
+        let now = Instant::now();
+        let mut st = self.lock();
+        let u = self.user(&mut st, token, now);
+        u.notice = Some(match &result {
+            Ok(()) => Notice::AppearanceSaved,
+            Err(n) => n.clone(),
+        });
+        result
+    }
+
+    fn set_appearance_inner(&self, token: &Token, change: AppearanceChange) -> Result<(), Notice> {
+        let now = Instant::now();
+        let rules = &self.inner.config.rules;
+        {
+            let mut st = self.lock();
+            let u = self.user(&mut st, token, now);
+            if !Self::take_nonce(u, &change.nonce) {
+                return Err(Notice::Duplicate);
+            }
+        }
+        let name = match &change.name {
+            Some(n) => {
+                let n = sanitize(n, false);
+                if n.chars().count() > rules.max_name_chars {
+                    return Err(Notice::NameTooLong {
+                        max: rules.max_name_chars,
+                    });
+                }
+                Some((!n.is_empty()).then_some(n))
+            }
+            None => None,
+        };
+        let colour = match change.colour.as_deref().map(str::trim) {
+            Some("") => Some(None),
+            Some(c) => Some(Some(
+                Colour::parse_custom(c)
+                    .map_err(|e| Notice::BadColour(e.to_string()))?
+                    .to_string(),
+            )),
+            None => None,
+        };
+        let tripcode = if change.clear_tripcode {
+            Some(None)
+        } else {
+            match change.tripcode_password.as_deref() {
+                Some(p) if !p.is_empty() => Some(Some(self.make_tripcode(token, p)?)),
+                _ => None,
+            }
+        };
+        let mut st = self.lock();
+        let u = self.user(&mut st, token, now);
+        let before = u.record.clone();
+        if let Some(n) = name {
+            u.record.name = n;
+        }
+        if let Some(c) = colour {
+            u.record.colour = c;
+        }
+        if let Some(t) = tripcode {
+            u.record.tripcode = t.map(|t| t.as_str().to_owned());
+        }
+        let id = u.record.id.clone();
+        if let Err(e) = Self::save(&mut st, &id) {
+            if let Some(u) = st.users.get_mut(&id) {
+                u.record = before;
+            }
+            return Err(Notice::StorageFailed(short_reason(&e)));
+        }
+        Ok(())
+    }
+
+    /// The messages shown in the chat, oldest first. The broadcaster also sees hidden ones.
+    pub fn messages(&self, token: &Token) -> Vec<MessageView> {
+        let broadcaster = self.role(token) == Role::Broadcaster;
+        let now = Instant::now();
+        let mut st = self.lock();
+        self.user(&mut st, token, now);
+        let shown = self.inner.config.shown_messages;
+        let mut out: Vec<MessageView> = st
+            .messages
+            .iter()
+            .rev()
+            .filter(|m| broadcaster || !m.hidden)
+            .take(shown)
+            .map(|m| MessageView {
+                id: m.id,
+                author: m.author.clone(),
+                tag: m.author.chars().take(3).collect(),
+                name: m.name.clone(),
+                colour: Colour::parse(&m.colour).unwrap_or(Colour(0xff, 0xff, 0xff)),
+                tripcode: m.tripcode.as_deref().map(Tripcode::from_stored),
+                broadcaster: m.broadcaster,
+                text: m.text.clone(),
+                time_ms: m.time_ms,
+                hidden: m.hidden,
+                author_banned: st.users.get(&m.author).is_some_and(|u| u.record.banned),
+            })
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// The users list. `watching` holds the public ids video reached recently.
+    pub fn users(&self, token: &Token, watching: &HashSet<String>) -> UsersView {
+        let broadcaster = self.role(token) == Role::Broadcaster;
+        let now = Instant::now();
+        let mut st = self.lock();
+        self.user(&mut st, token, now);
+        let window = self.inner.config.presence_window;
+        let mut view = UsersView::default();
+        for u in st.users.values() {
+            let w = watching.contains(&u.record.id);
+            let recent = now.duration_since(u.last_seen) < window;
+            if u.record.banned {
+                if broadcaster {
+                    view.banned.push(self.view_of(u));
+                }
+                continue;
+            }
+            if w {
+                view.watching.push(self.view_of(u));
+            } else if recent {
+                view.not_watching.push(self.view_of(u));
+            }
+        }
+        for list in [&mut view.watching, &mut view.not_watching, &mut view.banned] {
+            list.sort_by(|a, b| {
+                (!a.broadcaster, a.name.to_lowercase(), &a.id).cmp(&(
+                    !b.broadcaster,
+                    b.name.to_lowercase(),
+                    &b.id,
+                ))
+            });
+        }
+        view
+    }
+
+    /// The broadcaster's moderation key: a token-bound value every moderation form carries,
+    /// so no other site can make the broadcaster's browser moderate. `None` for viewers.
+    pub fn moderation_key(&self, token: &Token) -> Option<String> {
+        (self.role(token) == Role::Broadcaster).then(|| {
+            let h = blake3::keyed_hash(
+                &self.inner.key,
+                format!("moderation {}", token.secret()).as_bytes(),
+            );
+            hex(&h.as_bytes()[..16])
+        })
+    }
+
+    /// Hides, bans or unbans, for the broadcaster only (with their moderation key).
+    pub fn moderate(&self, token: &Token, key: &str, action: Moderation) -> Result<Notice, Notice> {
+        let expected = self.moderation_key(token).ok_or(Notice::NotAllowed)?;
+        if !bool::from(expected.as_bytes().ct_eq(key.as_bytes())) {
+            return Err(Notice::NotAllowed);
+        }
+        let mut st = self.lock();
+        let storage = |e: DbError| Notice::StorageFailed(short_reason(&e));
+        let done = match action {
+            Moderation::Hide(id) | Moderation::Unhide(id) => {
+                let hide = matches!(action, Moderation::Hide(_));
+                let Some(m) = st.messages.iter_mut().find(|m| m.id == id) else {
+                    return Err(Notice::NotFound);
+                };
+                m.hidden = hide;
+                if let Some(db) = &st.db {
+                    db.set_hidden(&[id], hide).map_err(storage)?;
+                }
+                if hide {
+                    "Message hidden."
+                } else {
+                    "Message shown again."
+                }
+            }
+            Moderation::Ban(ref user)
+            | Moderation::BanAndPurge(ref user)
+            | Moderation::Unban(ref user) => {
+                if *user == self.inner.broadcaster_id {
+                    return Err(Notice::NotAllowed);
+                }
+                let Some(u) = st.users.get_mut(user) else {
+                    return Err(Notice::NotFound);
+                };
+                let ban = !matches!(action, Moderation::Unban(_));
+                u.record.banned = ban;
+                Self::save(&mut st, user).map_err(storage)?;
+                if matches!(action, Moderation::BanAndPurge(_)) {
+                    if let Some(db) = &st.db {
+                        db.hide_all_by(user).map_err(storage)?;
+                    }
+                    for m in st.messages.iter_mut().filter(|m| m.author == *user) {
+                        m.hidden = true;
+                    }
+                    "User banned and their messages hidden."
+                } else if ban {
+                    "User banned."
+                } else {
+                    "User unbanned."
+                }
+            }
+        };
+        Ok(Notice::Moderated(done.into()))
+    }
+
+    /// The image of this visitor's captcha challenge.
+    pub fn captcha_png(&self, token: &Token, id: &str) -> Option<Vec<u8>> {
+        let id = ChallengeId::parse(id)?;
+        self.inner
+            .captchas
+            .image_png(&self.public_id(token), &id, Instant::now())
+    }
+
+    /// Private mode: tripcodes allowed in, and changing the list.
+    pub fn private_allow(&self, tripcode: &str, allow: bool) {
+        let mut st = self.lock();
+        if allow {
+            st.private_allowed.insert(tripcode.to_owned());
+        } else {
+            st.private_allowed.remove(tripcode);
+        }
+    }
+
+    /// Forgets visitors who did nothing and left. Call now and then.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.users
+            .retain(|_, u| u.persisted || now.duration_since(u.last_seen) < FORGET_IDLE_AFTER);
+        drop(st);
+        self.inner.captchas.sweep(now);
+    }
+}
+
+fn short_reason(e: &DbError) -> String {
+    match e {
+        DbError::Write(r) => r.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn rule_notice(b: RuleBreak) -> Notice {
+    match b {
+        RuleBreak::Empty => Notice::Empty,
+        RuleBreak::TooLong { max } => Notice::TooLong { max },
+        RuleBreak::TooManyLines { max } => Notice::TooManyLines { max },
+        RuleBreak::TooFast { retry_after } => Notice::TooFast { retry_after },
+        RuleBreak::LineFlood { retry_after } => Notice::LineFlood { retry_after },
+    }
+}
+
+fn captcha_notice(e: CaptchaError) -> Notice {
+    match e {
+        CaptchaError::Expired => Notice::CaptchaExpired,
+        CaptchaError::Used => Notice::CaptchaUsed,
+        CaptchaError::Wrong => Notice::CaptchaWrong,
+        CaptchaError::TooManyWrong { retry_after } => Notice::CaptchaLockedOut { retry_after },
+    }
+}

@@ -1,0 +1,517 @@
+//! The chat room's rules, exercised through its public API as the web layer uses it.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use room::filter::FilterConfig;
+use room::flood::ChatRules;
+use room::tripcode::BroadcasterPassword;
+use room::{Access, AppearanceChange, Moderation, Notice, Post, Role, Room, RoomConfig, Token};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "onionstream-room-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config() -> RoomConfig {
+    RoomConfig {
+        rules: ChatRules {
+            min_interval: Duration::ZERO,
+            ..ChatRules::default()
+        },
+        broadcaster_password: BroadcasterPassword::Plain("secret-pass".into()),
+        ..RoomConfig::default()
+    }
+}
+
+/// Posts with a fresh nonce from the form, solving a captcha if the form shows one.
+fn say(room: &Room, token: &Token, text: &str) -> Result<u64, Notice> {
+    let form = room.chat_form(token);
+    let captcha = form.captcha.map(|id| {
+        let answer = room.captchas().answer_for_tests(&id).expect("live captcha");
+        (id.as_str().to_owned(), answer)
+    });
+    room.post(
+        token,
+        Post {
+            nonce: form.nonce,
+            text: text.into(),
+            captcha,
+        },
+    )
+}
+
+fn texts(room: &Room, token: &Token) -> Vec<String> {
+    room.messages(token).into_iter().map(|m| m.text).collect()
+}
+
+#[test]
+fn a_first_message_needs_a_captcha_and_keeps_the_draft() {
+    let room = Room::open(config()).unwrap();
+    let alice = Token::generate();
+    let form = room.chat_form(&alice);
+    let captcha = form
+        .captcha
+        .clone()
+        .expect("first message asks for a captcha");
+    // Posting without answering: refused, the text waits in the form.
+    let r = room.post(
+        &alice,
+        Post {
+            nonce: form.nonce,
+            text: "hello there".into(),
+            captcha: None,
+        },
+    );
+    assert_eq!(r, Err(Notice::SolveCaptcha));
+    let form = room.chat_form(&alice);
+    assert_eq!(form.notice, Some(Notice::SolveCaptcha));
+    assert_eq!(form.draft, "hello there");
+    assert_eq!(form.captcha.as_ref(), Some(&captcha));
+    // A wrong answer: refused, a new captcha, the draft still there.
+    let r = room.post(
+        &alice,
+        Post {
+            nonce: form.nonce,
+            text: "hello there".into(),
+            captcha: Some((captcha.as_str().into(), "wrong!".into())),
+        },
+    );
+    assert_eq!(r, Err(Notice::CaptchaWrong));
+    let form = room.chat_form(&alice);
+    assert_eq!(form.draft, "hello there");
+    let fresh = form.captcha.clone().expect("a new captcha");
+    assert_ne!(fresh, captcha);
+    let answer = room.captchas().answer_for_tests(&fresh).unwrap();
+    room.post(
+        &alice,
+        Post {
+            nonce: form.nonce,
+            text: "hello there".into(),
+            captcha: Some((fresh.as_str().into(), answer.to_uppercase())),
+        },
+    )
+    .expect("solved captcha posts the message");
+    assert_eq!(texts(&room, &alice), ["hello there"]);
+    // Solved once: the next message needs none.
+    assert!(room.chat_form(&alice).captcha.is_none());
+}
+
+#[test]
+fn a_replayed_captcha_is_refused() {
+    let room = Room::open(config()).unwrap();
+    let alice = Token::generate();
+    let form = room.chat_form(&alice);
+    let id = form.captcha.unwrap();
+    let answer = room.captchas().answer_for_tests(&id).unwrap();
+    let solved = Some((id.as_str().to_owned(), answer));
+    room.post(
+        &alice,
+        Post {
+            nonce: form.nonce,
+            text: "one".into(),
+            captcha: solved.clone(),
+        },
+    )
+    .unwrap();
+    let form = room.chat_form(&alice);
+    let r = room.post(
+        &alice,
+        Post {
+            nonce: form.nonce,
+            text: "two".into(),
+            captcha: solved.clone(),
+        },
+    );
+    assert_eq!(r, Err(Notice::CaptchaUsed));
+    // Nor can someone else use it.
+    let mallory = Token::generate();
+    let form = room.chat_form(&mallory);
+    let r = room.post(
+        &mallory,
+        Post {
+            nonce: form.nonce,
+            text: "three".into(),
+            captcha: solved,
+        },
+    );
+    assert!(
+        matches!(r, Err(Notice::CaptchaExpired | Notice::CaptchaUsed)),
+        "{r:?}"
+    );
+    assert_eq!(texts(&room, &alice), ["one"]);
+}
+
+#[test]
+fn a_resent_form_posts_once() {
+    let room = Room::open(config()).unwrap();
+    let alice = Token::generate();
+    say(&room, &alice, "first").unwrap();
+    let form = room.chat_form(&alice);
+    let post = Post {
+        nonce: form.nonce,
+        text: "only once".into(),
+        captcha: None,
+    };
+    room.post(&alice, post.clone()).unwrap();
+    assert_eq!(room.post(&alice, post), Err(Notice::Duplicate));
+    assert_eq!(texts(&room, &alice), ["first", "only once"]);
+}
+
+#[test]
+fn flooding_asks_for_a_captcha_and_sizes_are_limited() {
+    let room = Room::open(config()).unwrap();
+    let alice = Token::generate();
+    say(&room, &alice, "1").unwrap();
+    say(&room, &alice, "2").unwrap();
+    say(&room, &alice, "3").unwrap();
+    // The fourth message within the window: captcha first.
+    let form = room.chat_form(&alice);
+    assert!(form.captcha.is_some(), "flooding shows a captcha");
+    say(&room, &alice, "4").unwrap();
+    let form = room.chat_form(&alice);
+    let r = room.post(
+        &alice,
+        Post {
+            nonce: form.nonce,
+            text: "x".repeat(513),
+            captcha: None,
+        },
+    );
+    assert_eq!(r, Err(Notice::TooLong { max: 512 }));
+    assert_eq!(room.chat_form(&alice).draft, "x".repeat(513));
+    let form = room.chat_form(&alice);
+    let r = room.post(
+        &alice,
+        Post {
+            nonce: form.nonce,
+            text: "a\n".repeat(21),
+            captcha: None,
+        },
+    );
+    assert_eq!(r, Err(Notice::TooManyLines { max: 20 }));
+}
+
+#[test]
+fn a_line_flood_is_refused_with_a_wait() {
+    let room = Room::open(RoomConfig {
+        rules: ChatRules {
+            flood_captcha_messages: 0,
+            min_interval: Duration::ZERO,
+            ..ChatRules::default()
+        },
+        ..config()
+    })
+    .unwrap();
+    let alice = Token::generate();
+    say(&room, &alice, &"line\n".repeat(15)).unwrap();
+    let r = say(&room, &alice, &"line\n".repeat(10));
+    assert!(matches!(r, Err(Notice::LineFlood { .. })), "{r:?}");
+}
+
+#[test]
+fn the_broadcaster_logs_in_never_meets_a_captcha_and_is_not_limited() {
+    let room = Room::open(config()).unwrap();
+    assert_eq!(
+        room.login("broadcaster", "nope"),
+        Err(room::LoginError::Wrong)
+    );
+    assert_eq!(
+        room.login("admin", "secret-pass"),
+        Err(room::LoginError::Wrong)
+    );
+    let b = room.login("broadcaster", "secret-pass").unwrap();
+    assert_eq!(room.role(&b), Role::Broadcaster);
+    assert_eq!(room.role(&Token::generate()), Role::Viewer);
+    for i in 0..10 {
+        let form = room.chat_form(&b);
+        assert!(form.captcha.is_none());
+        room.post(
+            &b,
+            Post {
+                nonce: form.nonce,
+                text: format!("announcement {i}"),
+                captcha: None,
+            },
+        )
+        .unwrap();
+    }
+    let m = room.messages(&b);
+    assert_eq!(m.len(), 10);
+    assert!(m.iter().all(|m| m.broadcaster && m.name == "Broadcaster"));
+}
+
+#[test]
+fn failed_logins_are_limited_for_everyone() {
+    let room = Room::open(config()).unwrap();
+    for _ in 0..room::chat::LOGIN_FAILURES_PER_MINUTE {
+        assert_eq!(
+            room.login("broadcaster", "guess"),
+            Err(room::LoginError::Wrong)
+        );
+    }
+    // Even the right password waits now: guessing cannot continue.
+    assert!(matches!(
+        room.login("broadcaster", "secret-pass"),
+        Err(room::LoginError::TooMany { .. })
+    ));
+}
+
+#[test]
+fn ban_hide_purge_and_unban() {
+    let room = Room::open(config()).unwrap();
+    let b = room.login("broadcaster", "secret-pass").unwrap();
+    let key = room.moderation_key(&b).unwrap();
+    let troll = Token::generate();
+    let alice = Token::generate();
+    let m1 = say(&room, &troll, "spam 1").unwrap();
+    say(&room, &troll, "spam 2").unwrap();
+    say(&room, &alice, "hi").unwrap();
+    let troll_id = room.public_id(&troll);
+
+    // A viewer cannot moderate, even with the broadcaster's key.
+    assert_eq!(
+        room.moderate(&alice, &key, Moderation::Hide(m1)),
+        Err(Notice::NotAllowed)
+    );
+    // Nor can the broadcaster with a wrong key (a cross-site form would have none).
+    assert_eq!(
+        room.moderate(&b, "forged", Moderation::Hide(m1)),
+        Err(Notice::NotAllowed)
+    );
+    room.moderate(&b, &key, Moderation::Hide(m1)).unwrap();
+    assert_eq!(texts(&room, &alice), ["spam 2", "hi"]);
+    // The broadcaster still sees it, marked hidden.
+    assert!(room.messages(&b).iter().any(|m| m.id == m1 && m.hidden));
+
+    room.moderate(&b, &key, Moderation::BanAndPurge(troll_id.clone()))
+        .unwrap();
+    assert_eq!(texts(&room, &alice), ["hi"]);
+    assert_eq!(say(&room, &troll, "let me in"), Err(Notice::Banned));
+    assert!(room.chat_form(&troll).me.banned);
+    let users = room.users(&b, &HashSet::new());
+    assert!(users.banned.iter().any(|u| u.id == troll_id));
+    assert!(room.users(&alice, &HashSet::new()).banned.is_empty());
+
+    room.moderate(&b, &key, Moderation::Unban(troll_id))
+        .unwrap();
+    say(&room, &troll, "sorry").unwrap();
+    assert_eq!(texts(&room, &alice), ["hi", "sorry"]);
+    // The broadcaster cannot be banned.
+    let bid = room.public_id(&b);
+    assert_eq!(
+        room.moderate(&b, &key, Moderation::Ban(bid)),
+        Err(Notice::NotAllowed)
+    );
+}
+
+#[test]
+fn appearance_names_colours_and_tripcodes() {
+    let room = Room::open(config()).unwrap();
+    let alice = Token::generate();
+    let me = room.me(&alice);
+    assert_eq!(me.name, "Anonymous");
+    assert!(me.default_name);
+    assert_eq!(me.tag.len(), 3);
+    let change = |c: AppearanceChange| {
+        room.set_appearance(
+            &alice,
+            AppearanceChange {
+                nonce: room.form_nonce(&alice),
+                ..c
+            },
+        )
+    };
+    change(AppearanceChange {
+        name: Some("  Alice\u{202e}\u{7}  ".into()),
+        colour: Some("#FFCC00".into()),
+        tripcode_password: Some("my secret".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let me = room.me(&alice);
+    assert_eq!(me.name, "Alice");
+    assert_eq!(me.colour.to_string(), "#ffcc00");
+    let trip = me.tripcode.clone().unwrap();
+    assert_eq!(trip.as_str().len(), 8);
+    // The same password elsewhere gives the same tripcode.
+    let other = Token::generate();
+    room.set_appearance(
+        &other,
+        AppearanceChange {
+            nonce: room.form_nonce(&other),
+            tripcode_password: Some("my secret".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(room.me(&other).tripcode, Some(trip));
+
+    assert_eq!(
+        change(AppearanceChange {
+            name: Some("x".repeat(25)),
+            ..Default::default()
+        }),
+        Err(Notice::NameTooLong { max: 24 })
+    );
+    assert!(matches!(
+        change(AppearanceChange {
+            colour: Some("#111111".into()),
+            ..Default::default()
+        }),
+        Err(Notice::BadColour(_))
+    ));
+    change(AppearanceChange {
+        name: Some(String::new()),
+        colour: Some(String::new()),
+        clear_tripcode: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let me = room.me(&alice);
+    assert!(me.default_name && me.tripcode.is_none() && !me.custom_colour);
+}
+
+#[test]
+fn word_filters_block_censor_and_ban() {
+    let room = Room::open(RoomConfig {
+        filters: FilterConfig {
+            ban: vec!["buy drugs".into()],
+            block: vec!["re:https?://".into()],
+            censor: vec!["darn".into()],
+            ..FilterConfig::default()
+        },
+        ..config()
+    })
+    .unwrap();
+    let alice = Token::generate();
+    say(&room, &alice, "well DARN it").unwrap();
+    assert_eq!(texts(&room, &alice), ["well **** it"]);
+    assert_eq!(say(&room, &alice, "see http://x"), Err(Notice::Blocked));
+    assert_eq!(
+        say(&room, &alice, "Buy Drugs here"),
+        Err(Notice::BannedByFilter)
+    );
+    assert!(room.me(&alice).banned);
+}
+
+#[test]
+fn private_mode_admits_listed_tripcodes_and_the_broadcaster_only() {
+    let probe = Room::open(config()).unwrap();
+    // Tripcodes depend on the room's key: make one in a room with a known data dir.
+    let dir = temp_dir("private");
+    let open = |private: Vec<String>| {
+        Room::open(RoomConfig {
+            private_mode: true,
+            private_tripcodes: private,
+            data_dir: Some(dir.clone()),
+            ..config()
+        })
+    };
+    let room = open(vec![]).unwrap();
+    let member = Token::generate();
+    room.set_appearance(
+        &member,
+        AppearanceChange {
+            nonce: room.form_nonce(&member),
+            tripcode_password: Some("club password".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let trip = room.me(&member).tripcode.unwrap().as_str().to_owned();
+    drop(room);
+    let room = open(vec![trip]).unwrap();
+    assert_eq!(room.access(&member), Access::Allowed);
+    let outsider = Token::generate();
+    assert_eq!(room.access(&outsider), Access::Private);
+    assert_eq!(room.enter_private(&outsider, "wrong password"), Ok(false));
+    assert_eq!(room.access(&outsider), Access::Private);
+    let newcomer = Token::generate();
+    assert_eq!(room.enter_private(&newcomer, "club password"), Ok(true));
+    assert_eq!(room.access(&newcomer), Access::Allowed);
+    let b = room.login("broadcaster", "secret-pass").unwrap();
+    assert_eq!(room.access(&b), Access::Allowed);
+    drop(probe);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_access_captcha_comes_once() {
+    let room = Room::open(RoomConfig {
+        access_captcha: true,
+        ..config()
+    })
+    .unwrap();
+    let alice = Token::generate();
+    let Access::Captcha(id) = room.access(&alice) else {
+        panic!("access captcha expected")
+    };
+    assert!(room.captcha_png(&alice, id.as_str()).is_some());
+    assert!(room.captcha_png(&Token::generate(), id.as_str()).is_none());
+    let answer = room.captchas().answer_for_tests(&id).unwrap();
+    room.solve_access_captcha(&alice, id.as_str(), &answer)
+        .unwrap();
+    assert_eq!(room.access(&alice), Access::Allowed);
+}
+
+#[test]
+fn everything_acknowledged_survives_a_restart() {
+    let dir = temp_dir("restart");
+    let cfg = || RoomConfig {
+        data_dir: Some(dir.clone()),
+        ..config()
+    };
+    let alice = Token::generate();
+    let troll = Token::generate();
+    let (trip, key_before) = {
+        let room = Room::open(cfg()).unwrap();
+        room.set_appearance(
+            &alice,
+            AppearanceChange {
+                nonce: room.form_nonce(&alice),
+                name: Some("Alice".into()),
+                tripcode_password: Some("pw".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        say(&room, &alice, "kept").unwrap();
+        let hidden = say(&room, &troll, "hidden later").unwrap();
+        let b = room.login("broadcaster", "secret-pass").unwrap();
+        let key = room.moderation_key(&b).unwrap();
+        room.moderate(&b, &key, Moderation::Hide(hidden)).unwrap();
+        room.moderate(&b, &key, Moderation::Ban(room.public_id(&troll)))
+            .unwrap();
+        (room.me(&alice).tripcode, room.public_id(&alice))
+    };
+    let room = Room::open(cfg()).unwrap();
+    assert_eq!(room.public_id(&alice), key_before, "ids are stable");
+    let me = room.me(&alice);
+    assert_eq!(me.name, "Alice");
+    assert_eq!(me.tripcode, trip);
+    assert_eq!(texts(&room, &alice), ["kept"]);
+    assert!(room.me(&troll).banned);
+    // Alice solved her captcha before the restart: none now.
+    assert!(room.chat_form(&alice).captcha.is_none());
+    // The broadcaster's token is the same too (no new login needed).
+    let b = room.login("broadcaster", "secret-pass").unwrap();
+    assert_eq!(room.messages(&b).len(), 2);
+    drop(room);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn control_characters_and_bidi_overrides_are_stripped() {
+    assert_eq!(
+        room::chat::sanitize("a\u{0}b\u{202e}c\r\nd\t", true),
+        "abc\nd"
+    );
+    assert_eq!(room::chat::sanitize("x\ny", false), "xy");
+}
