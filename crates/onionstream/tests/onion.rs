@@ -35,6 +35,51 @@ async fn fetch_via_tor(
     }
 }
 
+/// POSTs a form through the SOCKS proxy; returns the status and the `Location` header.
+async fn post_via_tor(
+    socks: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> (u16, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = socks5_connect(socks, host, 80).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let location = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .map(str::to_owned);
+    (status, location)
+}
+
+/// The value of the hidden input `name` in `html`.
+fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+/// Chat captchas off: the test cannot read a picture (the in-process HTTP tests solve them).
+const NO_CAPTCHA: &str =
+    "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n";
+
 fn onionstream_cli(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
         .args(args)
@@ -108,7 +153,7 @@ async fn start_onion(data: &Path, extra: &Path) -> (Server, String) {
             "--test-torrc-lines",
             extra.to_str().unwrap(),
         ],
-        None,
+        Some(NO_CAPTCHA),
     )
     .await;
     let url = server
@@ -148,6 +193,44 @@ async fn the_site_is_an_onion_service_that_keeps_its_address_and_can_be_made_pri
     assert_eq!(page.status, 200);
     let html = String::from_utf8_lossy(&page.read_to_end().await).into_owned();
     assert!(html.contains(&format!("/stream.mp4?token={T}")), "{html}");
+
+    // A chat message posted through the onion is read back through it.
+    let mut form = fetch_via_tor(
+        net.socks_addr(),
+        &host,
+        &format!("/chat/form?token={T}"),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("the chat form answers");
+    let form_html = String::from_utf8_lossy(&form.read_to_end().await).into_owned();
+    let nonce = hidden_input(&form_html, "nonce").expect("a nonce in the form");
+    let (status, location) = post_via_tor(
+        net.socks_addr(),
+        &host,
+        &format!("/chat/post?token={T}"),
+        &format!("nonce={nonce}&text=hello+through+tor"),
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/chat/form?token={T}").as_str())
+    );
+    let mut chat = fetch_via_tor(
+        net.socks_addr(),
+        &host,
+        &format!("/chat/messages?token={T}"),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("the chat answers");
+    let chat_html = String::from_utf8_lossy(&chat.read_to_end().await).into_owned();
+    assert!(
+        chat_html.contains("<span class=\"text\">hello through tor</span>"),
+        "{chat_html}"
+    );
+
     let stream = socks5_connect(net.socks_addr(), &host, 80).await.unwrap();
     let mut video = request_on(stream, &host, "GET", &format!("/stream.mp4?token={T}"), &[]).await;
     assert_eq!(video.status, 200);

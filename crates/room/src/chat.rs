@@ -267,6 +267,7 @@ struct State {
     next_id: u64,
     private_allowed: HashSet<String>,
     posts_since_prune: u64,
+    last_full_sweep: Option<Instant>,
 }
 
 struct Inner {
@@ -399,6 +400,7 @@ impl Room {
                     next_id,
                     private_allowed,
                     posts_since_prune: 0,
+                    last_full_sweep: None,
                 }),
                 login_failures: Mutex::new(VecDeque::new()),
                 config,
@@ -493,8 +495,27 @@ impl Room {
     fn user<'a>(&self, st: &'a mut State, token: &Token, now: Instant) -> &'a mut User {
         let id = self.public_id(token);
         if !st.users.contains_key(&id) && st.users.len() >= MAX_USERS_IN_MEMORY {
-            st.users
-                .retain(|_, u| u.persisted || now.duration_since(u.last_seen) < FORGET_IDLE_AFTER);
+            // Full: forget idle visitors (at most one scan per second), and if a flood of new
+            // tokens keeps it full, one visitor who did nothing worth keeping.
+            if st
+                .last_full_sweep
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                st.last_full_sweep = Some(now);
+                st.users.retain(|_, u| {
+                    u.persisted || now.duration_since(u.last_seen) < FORGET_IDLE_AFTER
+                });
+            }
+            if st.users.len() >= MAX_USERS_IN_MEMORY {
+                let victim = st
+                    .users
+                    .iter()
+                    .find(|(_, u)| !u.persisted)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = victim {
+                    st.users.remove(&k);
+                }
+            }
         }
         let role = self.role(token);
         let u = st
@@ -566,20 +587,15 @@ impl Room {
         if broadcaster {
             return Access::Allowed;
         }
-        let private = self.inner.config.private_mode;
-        let allowed_set = st.private_allowed.clone();
         let u = self.user(&mut st, token, now);
-        if private
-            && !u
-                .record
-                .tripcode
-                .as_ref()
-                .is_some_and(|t| allowed_set.contains(t))
+        let (owner, passed) = (u.record.id.clone(), u.access_passed);
+        let tripcode = u.record.tripcode.clone();
+        if self.inner.config.private_mode
+            && !tripcode.is_some_and(|t| st.private_allowed.contains(&t))
         {
             return Access::Private;
         }
-        if self.inner.config.access_captcha && !u.access_passed {
-            let owner = u.record.id.clone();
+        if self.inner.config.access_captcha && !passed {
             drop(st);
             let id = self
                 .inner

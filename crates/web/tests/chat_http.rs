@@ -785,3 +785,39 @@ async fn the_access_captcha_guards_the_page_when_configured() {
     let page = get(srv.addr, &format!("/?token={t}")).await;
     assert!(page.body.contains("/chat/messages?token="), "{}", page.body);
 }
+
+#[tokio::test]
+async fn emotes_from_emotes_json_show_as_images_served_by_us() {
+    let dir = std::env::temp_dir().join(format!("onionstream-web-emotes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("emotes")).unwrap();
+    let image = b"\x89PNG\r\n\x1a\nnot really a picture".to_vec();
+    std::fs::write(dir.join("emotes/cat.png"), &image).unwrap();
+    std::fs::write(
+        dir.join("emotes.json"),
+        r#"[{"name": ":cat:", "file": "cat.png", "width": 28, "height": 28},
+            {"name": ":<b>:", "file": "cat.png"}]"#,
+    )
+    .unwrap();
+    let srv = start(RoomConfig {
+        data_dir: Some(dir.clone()),
+        ..relaxed()
+    })
+    .await;
+    let alice = token(14);
+    say(&srv, &alice, "hi :cat: <b>x:cat:y</b> :<b>:").await;
+    let page = messages(&srv, &alice).await.body;
+    assert!(
+        page.contains(
+            "hi <img class=\"emote\" src=\"/emote/0\" alt=\":cat:\" title=\":cat:\" width=\"28\" height=\"28\"> &lt;b&gt;x:cat:y&lt;/b&gt; <img class=\"emote\" src=\"/emote/1\" alt=\":&lt;b&gt;:\""
+        ),
+        "{page}"
+    );
+    let r = get(srv.addr, "/emote/0").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(r.body.len(), String::from_utf8_lossy(&image).len());
+    assert_eq!(get(srv.addr, "/emote/7").await.status, 404);
+    drop(srv);
+    let _ = std::fs::remove_dir_all(dir);
+}
