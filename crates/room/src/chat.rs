@@ -215,6 +215,30 @@ pub enum Moderation {
     Unban(String),
 }
 
+/// Something that changed in the room, for live pages, the control socket's event stream and
+/// metrics. Never carries a secret token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    MessagePosted(MessageView),
+    /// A message was hidden (or shown again).
+    MessageHidden {
+        id: u64,
+        hidden: bool,
+    },
+    /// A visitor was seen for the first time since the server started.
+    UserJoined(UserView),
+    AppearanceChanged(UserView),
+    /// Banned or unbanned; `purged` lists messages hidden with the ban.
+    UserBanned {
+        user: UserView,
+        banned: bool,
+        purged: Vec<u64>,
+    },
+}
+
+/// Events a slow subscriber may fall behind by before it loses some (it is told how many).
+pub const EVENT_BACKLOG: usize = 1024;
+
 /// Why a broadcaster login failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
@@ -280,6 +304,7 @@ struct Inner {
     emotes: RwLock<Arc<Emotes>>,
     state: Mutex<State>,
     login_failures: Mutex<VecDeque<Instant>>,
+    events: tokio::sync::broadcast::Sender<RoomEvent>,
 }
 
 /// The chat room. Cheap to clone.
@@ -403,6 +428,7 @@ impl Room {
                     last_full_sweep: None,
                 }),
                 login_failures: Mutex::new(VecDeque::new()),
+                events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
                 config,
             }),
         })
@@ -414,6 +440,17 @@ impl Room {
 
     pub fn config(&self) -> &RoomConfig {
         &self.inner.config
+    }
+
+    /// Every change from now on. A subscriber that falls [`EVENT_BACKLOG`] events behind
+    /// is told it lagged; it never slows the room.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RoomEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, event: RoomEvent) {
+        // No subscriber is fine.
+        let _ = self.inner.events.send(event);
     }
 
     /// The public face of a token.
@@ -518,11 +555,16 @@ impl Room {
             }
         }
         let role = self.role(token);
-        let u = st
-            .users
-            .entry(id.clone())
-            .or_insert_with(|| User::new(id, now, now_ms()));
+        let mut joined = false;
+        let u = st.users.entry(id.clone()).or_insert_with(|| {
+            joined = true;
+            User::new(id, now, now_ms())
+        });
         u.last_seen = now;
+        if joined && self.inner.events.receiver_count() > 0 {
+            let view = self.view_of(u);
+            self.emit(RoomEvent::UserJoined(view));
+        }
         if role == Role::Broadcaster {
             u.access_passed = true;
         }
@@ -853,7 +895,9 @@ impl Room {
         u.history.record(rules.linespan(&message.text), now);
         st.next_id += 1;
         let mid = message.id;
+        let posted = self.message_view(&message, false);
         st.messages.push_back(message);
+        self.emit(RoomEvent::MessagePosted(posted));
         while st.messages.len() > self.inner.config.storage_messages {
             st.messages.pop_front();
         }
@@ -940,6 +984,9 @@ impl Room {
             }
             return Err(Notice::StorageFailed(short_reason(&e)));
         }
+        if let Some(u) = st.users.get(&id) {
+            self.emit(RoomEvent::AppearanceChanged(self.view_of(u)));
+        }
         Ok(())
     }
 
@@ -956,22 +1003,29 @@ impl Room {
             .rev()
             .filter(|m| broadcaster || !m.hidden)
             .take(shown)
-            .map(|m| MessageView {
-                id: m.id,
-                author: m.author.clone(),
-                tag: m.author.chars().take(3).collect(),
-                name: m.name.clone(),
-                colour: Colour::parse(&m.colour).unwrap_or(Colour(0xff, 0xff, 0xff)),
-                tripcode: m.tripcode.as_deref().map(Tripcode::from_stored),
-                broadcaster: m.broadcaster,
-                text: m.text.clone(),
-                time_ms: m.time_ms,
-                hidden: m.hidden,
-                author_banned: st.users.get(&m.author).is_some_and(|u| u.record.banned),
+            .map(|m| {
+                let banned = st.users.get(&m.author).is_some_and(|u| u.record.banned);
+                self.message_view(m, banned)
             })
             .collect();
         out.reverse();
         out
+    }
+
+    fn message_view(&self, m: &MessageRecord, author_banned: bool) -> MessageView {
+        MessageView {
+            id: m.id,
+            author: m.author.clone(),
+            tag: m.author.chars().take(3).collect(),
+            name: m.name.clone(),
+            colour: Colour::parse(&m.colour).unwrap_or(Colour(0xff, 0xff, 0xff)),
+            tripcode: m.tripcode.as_deref().map(Tripcode::from_stored),
+            broadcaster: m.broadcaster,
+            text: m.text.clone(),
+            time_ms: m.time_ms,
+            hidden: m.hidden,
+            author_banned,
+        }
     }
 
     /// The users list. `watching` holds the public ids video reached recently.
@@ -1027,18 +1081,27 @@ impl Room {
         if !bool::from(expected.as_bytes().ct_eq(key.as_bytes())) {
             return Err(Notice::NotAllowed);
         }
+        self.apply_moderation(action)
+    }
+
+    /// Hides, bans or unbans, on the broadcaster's authority (the caller checked it: the web
+    /// forms through [`Room::moderate`], the control socket by being the local owner).
+    pub fn apply_moderation(&self, action: Moderation) -> Result<Notice, Notice> {
         let mut st = self.lock();
         let storage = |e: DbError| Notice::StorageFailed(short_reason(&e));
         let done = match action {
             Moderation::Hide(id) | Moderation::Unhide(id) => {
                 let hide = matches!(action, Moderation::Hide(_));
-                let Some(m) = st.messages.iter_mut().find(|m| m.id == id) else {
+                if !st.messages.iter().any(|m| m.id == id) {
                     return Err(Notice::NotFound);
-                };
-                m.hidden = hide;
+                }
                 if let Some(db) = &st.db {
                     db.set_hidden(&[id], hide).map_err(storage)?;
                 }
+                if let Some(m) = st.messages.iter_mut().find(|m| m.id == id) {
+                    m.hidden = hide;
+                }
+                self.emit(RoomEvent::MessageHidden { id, hidden: hide });
                 if hide {
                     "Message hidden."
                 } else {
@@ -1055,15 +1118,34 @@ impl Room {
                     return Err(Notice::NotFound);
                 };
                 let ban = !matches!(action, Moderation::Unban(_));
+                let was = u.record.banned;
                 u.record.banned = ban;
-                Self::save(&mut st, user).map_err(storage)?;
+                if let Err(e) = Self::save(&mut st, user) {
+                    if let Some(u) = st.users.get_mut(user) {
+                        u.record.banned = was;
+                    }
+                    return Err(storage(e));
+                }
+                let mut purged = Vec::new();
                 if matches!(action, Moderation::BanAndPurge(_)) {
                     if let Some(db) = &st.db {
                         db.hide_all_by(user).map_err(storage)?;
                     }
                     for m in st.messages.iter_mut().filter(|m| m.author == *user) {
+                        if !m.hidden {
+                            purged.push(m.id);
+                        }
                         m.hidden = true;
                     }
+                }
+                if let Some(u) = st.users.get(user) {
+                    self.emit(RoomEvent::UserBanned {
+                        user: self.view_of(u),
+                        banned: ban,
+                        purged,
+                    });
+                }
+                if matches!(action, Moderation::BanAndPurge(_)) {
                     "User banned and their messages hidden."
                 } else if ban {
                     "User banned."

@@ -515,3 +515,45 @@ fn control_characters_and_bidi_overrides_are_stripped() {
     );
     assert_eq!(room::chat::sanitize("x\ny", false), "xy");
 }
+
+#[test]
+fn every_change_is_an_event_without_secrets() {
+    use room::RoomEvent;
+    let room = Room::open(config()).unwrap();
+    let mut events = room.subscribe();
+    let alice = Token::generate();
+    let id = say(&room, &alice, "evented").unwrap();
+    room.set_appearance(
+        &alice,
+        AppearanceChange {
+            nonce: room.form_nonce(&alice),
+            name: Some("Alice".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    room.apply_moderation(Moderation::Hide(id)).unwrap();
+    room.apply_moderation(Moderation::BanAndPurge(room.public_id(&alice)))
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !format!("{e:?}").contains(alice.secret()),
+            "no token in {e:?}"
+        );
+        seen.push(e);
+    }
+    assert!(matches!(&seen[0], RoomEvent::UserJoined(u) if u.id == room.public_id(&alice)));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, RoomEvent::MessagePosted(m) if m.id == id && m.text == "evented")));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, RoomEvent::AppearanceChanged(u) if u.name == "Alice")));
+    assert!(seen
+        .iter()
+        .any(|e| *e == RoomEvent::MessageHidden { id, hidden: true }));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, RoomEvent::UserBanned { banned: true, .. })));
+}
