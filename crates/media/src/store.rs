@@ -132,6 +132,8 @@ pub struct StoreCounters {
     pub splices: u64,
     pub epochs: u64,
     pub rejected: u64,
+    /// Ingest sessions begun: runs of a source (so restarts = sessions - 1).
+    pub sessions: u64,
 }
 
 #[derive(Debug, Default)]
@@ -196,6 +198,7 @@ impl SegmentStore {
         let session = {
             let mut st = self.lock();
             st.session += 1;
+            st.counters.sessions += 1;
             st.session
         };
         Ingest {

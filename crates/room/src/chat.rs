@@ -29,6 +29,10 @@ use crate::record::{MessageRecord, UserRecord};
 use crate::token::Token;
 use crate::tripcode::{BroadcasterPassword, Tripcode};
 
+const SETTING_PRIVATE_MODE: &str = "private_mode";
+const SETTING_PRIVATE_TRIPCODES: &str = "private_tripcodes";
+const SETTING_FILTERS: &str = "filters";
+
 /// Single-use form nonces one user may hold at once (one per open form).
 pub const MAX_NONCES_PER_USER: usize = 16;
 /// Visitors who did nothing are forgotten after this long without a request.
@@ -290,6 +294,9 @@ struct State {
     messages: VecDeque<MessageRecord>,
     next_id: u64,
     private_allowed: HashSet<String>,
+    private_mode: bool,
+    filter_config: FilterConfig,
+    filters: Arc<WordFilters>,
     posts_since_prune: u64,
     last_full_sweep: Option<Instant>,
 }
@@ -300,7 +307,6 @@ struct Inner {
     broadcaster_token: Token,
     broadcaster_id: String,
     captchas: Captchas,
-    filters: WordFilters,
     emotes: RwLock<Arc<Emotes>>,
     state: Mutex<State>,
     login_failures: Mutex<VecDeque<Instant>>,
@@ -408,7 +414,40 @@ impl Room {
         ))
         .expect("32 hex digits are a valid token");
         let broadcaster_id = broadcaster_token.public_id(&key);
-        let private_allowed = config.private_tripcodes.iter().cloned().collect();
+        // Changes made with `onionstream ctl` are kept in the database and win over the config
+        // (a private stream must not turn public because the server restarted).
+        let mut private_mode = config.private_mode;
+        let mut private_allowed: HashSet<String> =
+            config.private_tripcodes.iter().cloned().collect();
+        let mut filter_config = config.filters.clone();
+        let mut filters = filters;
+        if let Some(db) = &db {
+            if let Some(v) = db.setting(SETTING_PRIVATE_MODE)? {
+                private_mode = v == "on";
+                tracing::info!(
+                    "private mode {} (set with `onionstream ctl`; overrides the config)",
+                    if private_mode { "on" } else { "off" }
+                );
+            }
+            if let Some(v) = db.setting(SETTING_PRIVATE_TRIPCODES)? {
+                if let Ok(list) = serde_json::from_str::<Vec<String>>(&v) {
+                    private_allowed = list.into_iter().collect();
+                }
+            }
+            if let Some(v) = db.setting(SETTING_FILTERS)? {
+                match serde_json::from_str::<FilterConfig>(&v)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| WordFilters::new(&c).map(|f| (c, f)).map_err(|e| e.to_string()))
+                {
+                    Ok((c, f)) => {
+                        tracing::info!("word filters set with `onionstream ctl` override the config");
+                        filter_config = c;
+                        filters = f;
+                    }
+                    Err(e) => tracing::warn!("word filters saved by `onionstream ctl` are unusable ({e}); using the config's"),
+                }
+            }
+        }
         let captchas = Captchas::new(config.captcha.clone());
         Ok(Room {
             inner: Arc::new(Inner {
@@ -416,7 +455,6 @@ impl Room {
                 broadcaster_token,
                 broadcaster_id,
                 captchas,
-                filters,
                 emotes: RwLock::new(Arc::new(emotes)),
                 state: Mutex::new(State {
                     db,
@@ -424,6 +462,9 @@ impl Room {
                     messages,
                     next_id,
                     private_allowed,
+                    private_mode,
+                    filter_config,
+                    filters: Arc::new(filters),
                     posts_since_prune: 0,
                     last_full_sweep: None,
                 }),
@@ -632,9 +673,7 @@ impl Room {
         let u = self.user(&mut st, token, now);
         let (owner, passed) = (u.record.id.clone(), u.access_passed);
         let tripcode = u.record.tripcode.clone();
-        if self.inner.config.private_mode
-            && !tripcode.is_some_and(|t| st.private_allowed.contains(&t))
-        {
+        if st.private_mode && !tripcode.is_some_and(|t| st.private_allowed.contains(&t)) {
             return Access::Private;
         }
         if self.inner.config.access_captcha && !passed {
@@ -827,6 +866,7 @@ impl Room {
         now: Instant,
     ) -> Result<u64, Notice> {
         let rules = &self.inner.config.rules;
+        let filters = st.filters.clone();
         let u = self.user(st, token, now);
         if !Self::take_nonce(u, &post.nonce) {
             return Err(Notice::Duplicate);
@@ -860,7 +900,7 @@ impl Room {
                 .check(rules, rules.linespan(text), now)
                 .map_err(rule_notice)?;
         }
-        let text = match self.inner.filters.check(text, broadcaster) {
+        let text = match filters.check(text, broadcaster) {
             FilterVerdict::Pass(t) => t,
             FilterVerdict::Block => return Err(Notice::Blocked),
             FilterVerdict::Ban => {
@@ -1165,14 +1205,157 @@ impl Room {
             .image_png(&self.public_id(token), &id, Instant::now())
     }
 
-    /// Private mode: tripcodes allowed in, and changing the list.
-    pub fn private_allow(&self, tripcode: &str, allow: bool) {
+    /// Private mode on or off, kept across restarts.
+    pub fn set_private_mode(&self, on: bool) -> Result<(), Notice> {
         let mut st = self.lock();
-        if allow {
-            st.private_allowed.insert(tripcode.to_owned());
-        } else {
-            st.private_allowed.remove(tripcode);
+        if let Some(db) = &st.db {
+            db.set_setting(SETTING_PRIVATE_MODE, if on { "on" } else { "off" })
+                .map_err(|e| Notice::StorageFailed(short_reason(&e)))?;
         }
+        st.private_mode = on;
+        Ok(())
+    }
+
+    /// Whether private mode is on, and the tripcodes allowed in (sorted).
+    pub fn private_mode(&self) -> (bool, Vec<String>) {
+        let st = self.lock();
+        let mut list: Vec<String> = st.private_allowed.iter().cloned().collect();
+        list.sort();
+        (st.private_mode, list)
+    }
+
+    /// Adds or removes a tripcode on the private list, kept across restarts.
+    pub fn private_allow(&self, tripcode: &str, allow: bool) -> Result<(), String> {
+        let code = tripcode.trim().trim_start_matches('!');
+        if code.chars().count() != crate::tripcode::TRIPCODE_LEN {
+            return Err(format!(
+                "{tripcode:?} is not a tripcode ({} characters, as the chat shows after the '!')",
+                crate::tripcode::TRIPCODE_LEN
+            ));
+        }
+        let mut st = self.lock();
+        let mut next = st.private_allowed.clone();
+        if allow {
+            next.insert(code.to_owned());
+        } else {
+            next.remove(code);
+        }
+        if let Some(db) = &st.db {
+            let mut list: Vec<&String> = next.iter().collect();
+            list.sort();
+            let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+            db.set_setting(SETTING_PRIVATE_TRIPCODES, &json)
+                .map_err(|e| short_reason(&e))?;
+        }
+        st.private_allowed = next;
+        Ok(())
+    }
+
+    /// The word filters now in force.
+    pub fn filters(&self) -> FilterConfig {
+        self.lock().filter_config.clone()
+    }
+
+    /// Replaces the word filters (checked first; kept across restarts).
+    pub fn set_filters(&self, config: FilterConfig) -> Result<(), String> {
+        let compiled = WordFilters::new(&config).map_err(|e| e.to_string())?;
+        let mut st = self.lock();
+        if let Some(db) = &st.db {
+            let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+            db.set_setting(SETTING_FILTERS, &json)
+                .map_err(|e| short_reason(&e))?;
+        }
+        st.filter_config = config;
+        st.filters = Arc::new(compiled);
+        Ok(())
+    }
+
+    /// Posts as the broadcaster (from the control socket).
+    pub fn broadcaster_say(&self, text: &str) -> Result<u64, Notice> {
+        let token = self.inner.broadcaster_token.clone();
+        let nonce = self.form_nonce(&token);
+        let result = self.post(
+            &token,
+            Post {
+                nonce,
+                text: text.to_owned(),
+                captcha: None,
+            },
+        );
+        // The console got the answer; the page's form need not show it again.
+        let _ = self.take_notice(&token);
+        let _ = self.chat_form_draft_clear(&token);
+        result
+    }
+
+    fn chat_form_draft_clear(&self, token: &Token) -> Option<String> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        self.user(&mut st, token, now).draft.take()
+    }
+
+    /// The newest `n` messages, hidden ones included (the broadcaster's view).
+    pub fn recent_messages(&self, n: usize) -> Vec<MessageView> {
+        let st = self.lock();
+        let skip = st.messages.len().saturating_sub(n);
+        st.messages
+            .iter()
+            .skip(skip)
+            .map(|m| {
+                let banned = st.users.get(&m.author).is_some_and(|u| u.record.banned);
+                self.message_view(m, banned)
+            })
+            .collect()
+    }
+
+    /// Users known now, with how long ago each was last seen (most recent first).
+    pub fn all_users(&self) -> Vec<(UserView, Duration)> {
+        let now = Instant::now();
+        let st = self.lock();
+        let mut out: Vec<(UserView, Duration)> = st
+            .users
+            .values()
+            .map(|u| (self.view_of(u), now.duration_since(u.last_seen)))
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+        out
+    }
+
+    /// Finds a user by public id, or by a unique prefix of it (the tag shown beside default
+    /// names works, with or without its `#`).
+    pub fn find_user(&self, query: &str) -> Result<UserView, String> {
+        let q = query.trim().trim_start_matches('#').to_ascii_lowercase();
+        if q.len() < 3 {
+            return Err(format!(
+                "{query:?} is too short: give a user's id or at least its 3-character tag"
+            ));
+        }
+        let st = self.lock();
+        if let Some(u) = st.users.get(&q) {
+            return Ok(self.view_of(u));
+        }
+        let matches: Vec<&User> = st
+            .users
+            .values()
+            .filter(|u| u.record.id.starts_with(&q))
+            .collect();
+        match matches.as_slice() {
+            [u] => Ok(self.view_of(u)),
+            [] => Err(format!("no user {query:?}")),
+            many => Err(format!(
+                "{query:?} matches {} users; give more of the id (`user list` shows them)",
+                many.len()
+            )),
+        }
+    }
+
+    /// Makes a user solve a captcha before their next message.
+    pub fn require_captcha(&self, user_id: &str) -> Result<(), Notice> {
+        let mut st = self.lock();
+        let u = st.users.get_mut(user_id).ok_or(Notice::NotFound)?;
+        u.captcha_due = true;
+        u.record.captcha_solved = false;
+        Self::save(&mut st, user_id).map_err(|e| Notice::StorageFailed(short_reason(&e)))
     }
 
     /// Forgets visitors who did nothing and left. Call now and then.

@@ -3,7 +3,9 @@
 //! Owns: the current title and its length limit. Must never: do I/O (the binary watches
 //! `title.txt` and calls [`Title::set`]).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 /// Longest title kept, in characters; longer ones are cut.
 pub const TITLE_MAX_CHARS: usize = 200;
@@ -11,13 +13,13 @@ pub const TITLE_MAX_CHARS: usize = 200;
 /// Shown when no title is set.
 pub const DEFAULT_TITLE: &str = "Live stream";
 
-/// The shared title. Cheap to clone.
+/// The shared title. Cheap to clone; [`Title::subscribe`] tells of changes.
 #[derive(Clone, Debug)]
-pub struct Title(Arc<RwLock<String>>);
+pub struct Title(Arc<watch::Sender<String>>);
 
 impl Default for Title {
     fn default() -> Self {
-        Title(Arc::new(RwLock::new(DEFAULT_TITLE.to_string())))
+        Title(Arc::new(watch::channel(DEFAULT_TITLE.to_string()).0))
     }
 }
 
@@ -35,16 +37,22 @@ impl Title {
             .filter(|c| !c.is_control())
             .take(TITLE_MAX_CHARS)
             .collect();
-        let mut t = self.0.write().unwrap_or_else(|p| p.into_inner());
-        if *t == line {
-            return false;
-        }
-        *t = line;
-        true
+        self.0.send_if_modified(|t| {
+            if *t == line {
+                return false;
+            }
+            *t = line;
+            true
+        })
     }
 
     pub fn get(&self) -> String {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.borrow().clone()
+    }
+
+    /// Sees every change from now on.
+    pub fn subscribe(&self) -> watch::Receiver<String> {
+        self.0.subscribe()
     }
 }
 
