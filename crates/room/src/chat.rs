@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -311,6 +312,18 @@ struct Inner {
     state: Mutex<State>,
     login_failures: Mutex<VecDeque<Instant>>,
     events: tokio::sync::broadcast::Sender<RoomEvent>,
+    counters: RoomCounters,
+}
+
+/// What the room did, for metrics. Monotonic; never reset.
+#[derive(Debug, Default)]
+pub struct RoomCounters {
+    pub messages_posted: AtomicU64,
+    pub messages_refused: AtomicU64,
+    pub captchas_issued: AtomicU64,
+    pub captchas_solved: AtomicU64,
+    pub captchas_failed: AtomicU64,
+    pub logins_failed: AtomicU64,
 }
 
 /// The chat room. Cheap to clone.
@@ -470,6 +483,7 @@ impl Room {
                 }),
                 login_failures: Mutex::new(VecDeque::new()),
                 events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
+                counters: RoomCounters::default(),
                 config,
             }),
         })
@@ -487,6 +501,25 @@ impl Room {
     /// is told it lagged; it never slows the room.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RoomEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// What the room did so far.
+    pub fn counters(&self) -> &RoomCounters {
+        &self.inner.counters
+    }
+
+    fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn issue_captcha(&self, owner: &str, now: Instant) -> ChallengeId {
+        self.count(&self.inner.counters.captchas_issued);
+        self.inner.captchas.issue(owner, now)
+    }
+
+    fn captcha_failed(&self, e: CaptchaError) -> Notice {
+        self.count(&self.inner.counters.captchas_failed);
+        captcha_notice(e)
     }
 
     fn emit(&self, event: RoomEvent) {
@@ -543,6 +576,7 @@ impl Room {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_back(now);
+        self.count(&self.inner.counters.logins_failed);
         Err(LoginError::Wrong)
     }
 
@@ -682,7 +716,7 @@ impl Room {
                 .inner
                 .captchas
                 .current(&owner, now)
-                .unwrap_or_else(|| self.inner.captchas.issue(&owner, now));
+                .unwrap_or_else(|| self.issue_captcha(&owner, now));
             return Access::Captcha(id);
         }
         Access::Allowed
@@ -701,7 +735,8 @@ impl Room {
         self.inner
             .captchas
             .check(&owner, &id, answer, now)
-            .map_err(captcha_notice)?;
+            .map_err(|e| self.captcha_failed(e))?;
+        self.count(&self.inner.counters.captchas_solved);
         let mut st = self.lock();
         let u = self.user(&mut st, token, now);
         u.access_passed = true;
@@ -799,7 +834,7 @@ impl Room {
             self.inner
                 .captchas
                 .current(&owner, now)
-                .unwrap_or_else(|| self.inner.captchas.issue(&owner, now))
+                .unwrap_or_else(|| self.issue_captcha(&owner, now))
         });
         ChatForm {
             nonce,
@@ -844,6 +879,7 @@ impl Room {
         let result = self.post_locked(&mut st, token, &post, &text, broadcaster, now);
         let u = self.user(&mut st, token, now);
         if let Err(n) = &result {
+            self.count(&self.inner.counters.messages_refused);
             u.notice = Some(n.clone());
             let keep_draft = !matches!(
                 n,
@@ -882,7 +918,8 @@ impl Room {
                 self.inner
                     .captchas
                     .check(&id, &cid, answer, now)
-                    .map_err(captcha_notice)?;
+                    .map_err(|e| self.captcha_failed(e))?;
+                self.count(&self.inner.counters.captchas_solved);
                 u.record.captcha_solved = true;
                 u.record.messages_since_captcha = 0;
                 u.captcha_due = false;
@@ -937,6 +974,7 @@ impl Room {
         let mid = message.id;
         let posted = self.message_view(&message, false);
         st.messages.push_back(message);
+        self.count(&self.inner.counters.messages_posted);
         self.emit(RoomEvent::MessagePosted(posted));
         while st.messages.len() > self.inner.config.storage_messages {
             st.messages.pop_front();

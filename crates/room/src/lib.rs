@@ -28,7 +28,7 @@ pub mod viewers;
 
 pub use chat::{
     Access, AppearanceChange, ChatForm, LoginError, MessageView, Moderation, Post, Role, Room,
-    RoomConfig, RoomError, RoomEvent, UserView, UsersView,
+    RoomConfig, RoomCounters, RoomError, RoomEvent, UserView, UsersView,
 };
 pub use notice::Notice;
 pub use title::Title;
