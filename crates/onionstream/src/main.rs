@@ -5,6 +5,9 @@
 
 mod cli;
 mod config;
+mod control_socket;
+mod events;
+mod source_task;
 mod title_file;
 
 use std::process::ExitCode;
@@ -210,16 +213,40 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
 
     let store = media::SegmentStore::new(config.store_config());
     let counters = Arc::new(web::DeliveryCounters::default());
+    let viewers = room::Viewers::new(config.stream_limits());
     let state = web::AppState {
         config: Arc::new(config.web_config()),
         store: store.clone(),
-        viewers: room::Viewers::new(config.stream_limits()),
-        title,
-        room,
+        viewers: viewers.clone(),
+        title: title.clone(),
+        room: room.clone(),
         counters: counters.clone(),
     };
     tracing::info!("source: {spec}");
-    tokio::spawn(media::source::run(spec, store, config.source_options()));
+    let source = source_task::SourceTask::start(spec, store.clone(), config.source_options());
+    let events =
+        events::EventHub::start(room.clone(), title.clone(), store.clone(), viewers.clone());
+    let control = if data_dir_usable {
+        let console = control_socket::Console {
+            room,
+            title,
+            store,
+            viewers,
+            source,
+            config: Arc::new(config.clone()),
+            data_dir: data_dir.clone(),
+            events,
+        };
+        match control_socket::serve(console).await {
+            Ok(path) => Some(path),
+            Err(e) => {
+                tracing::error!("no control socket (onionstream ctl will not work): {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     // The one line scripts and tests wait for.
     println!("onionstream: serving http://{local}/");
@@ -252,6 +279,9 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
     .await;
     if let Some(service) = onion {
         service.stop().await;
+    }
+    if let Some(path) = control {
+        control_socket::remove(&path);
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS

@@ -389,6 +389,7 @@ impl Room {
         let (db, key) = match &config.data_dir {
             Some(dir) => {
                 let db = Db::open(&dir.join(DB_FILE_NAME))?;
+                restrict_to_owner(dir);
                 let key = match db.setting("secret_key")? {
                     Some(k) if k.len() == 64 => {
                         let mut key = [0u8; 32];
@@ -1404,6 +1405,21 @@ impl Room {
             .retain(|_, u| u.persisted || now.duration_since(u.last_seen) < FORGET_IDLE_AFTER);
         drop(st);
         self.inner.captchas.sweep(now);
+    }
+}
+
+/// The database holds the room's secret key: readable by this user only.
+fn restrict_to_owner(dir: &std::path::Path) {
+    #[cfg(unix)]
+    for name in [DB_FILE_NAME, "room.sqlite3-wal", "room.sqlite3-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        if path.exists() {
+            if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!("cannot make {} private: {e}", path.display());
+            }
+        }
     }
 }
 

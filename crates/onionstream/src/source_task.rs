@@ -1,0 +1,68 @@
+//! The running source as a restartable task: what `onionstream ctl source restart` stops and
+//! starts again.
+//!
+//! Owns: the one task that runs the configured source. Must never: run two sources into the
+//! store at once (the old task is aborted before the new one starts; aborting drops its
+//! ffmpeg child, which is killed on drop).
+
+use std::sync::{Arc, Mutex};
+
+use media::source::{SourceOptions, SourceSpec};
+use media::SegmentStore;
+use tokio::task::JoinHandle;
+
+struct Running {
+    spec: SourceSpec,
+    options: SourceOptions,
+    store: SegmentStore,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Handle to the source task. Cheap to clone.
+#[derive(Clone)]
+pub struct SourceTask {
+    running: Arc<Mutex<Running>>,
+}
+
+impl SourceTask {
+    /// Starts `spec` feeding `store`. Must be called inside the tokio runtime.
+    pub fn start(spec: SourceSpec, store: SegmentStore, options: SourceOptions) -> SourceTask {
+        let task = tokio::spawn(media::source::run(
+            spec.clone(),
+            store.clone(),
+            options.clone(),
+        ));
+        SourceTask {
+            running: Arc::new(Mutex::new(Running {
+                spec,
+                options,
+                store,
+                task: Some(task),
+            })),
+        }
+    }
+
+    /// The source, as given on the command line or in the config.
+    pub fn spec(&self) -> String {
+        self.lock().spec.to_string()
+    }
+
+    /// Stops the source and starts it again (a new ingest session: viewers see a splice, or a
+    /// new epoch if the codec settings changed).
+    pub fn restart(&self) {
+        let mut r = self.lock();
+        if let Some(task) = r.task.take() {
+            task.abort();
+        }
+        tracing::info!("source: restarting {} (asked by the console)", r.spec);
+        r.task = Some(tokio::spawn(media::source::run(
+            r.spec.clone(),
+            r.store.clone(),
+            r.options.clone(),
+        )));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
