@@ -46,6 +46,8 @@ pub struct Console {
     pub config: Arc<Config>,
     pub data_dir: PathBuf,
     pub events: EventHub,
+    /// Where the web server actually listens.
+    pub listen: std::net::SocketAddr,
 }
 
 /// An error answer.
@@ -321,6 +323,10 @@ fn run(c: &Console, cmd: &str, args: &Value) -> Result<Value, CtlError> {
     match cmd {
         "hello" => Ok(json!({"protocol": PROTOCOL_VERSION, "version": env!("CARGO_PKG_VERSION")})),
         "title.show" => Ok(json!({"title": c.title.get()})),
+        "login" => Ok(json!({
+            "path": format!("/?token={}", c.room.broadcaster_token().secret()),
+            "listen": c.listen.to_string(),
+        })),
         "title.set" => {
             let t = arg_str(args, "title")?;
             c.title.set(t);

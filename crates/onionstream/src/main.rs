@@ -237,6 +237,7 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
             config: Arc::new(config.clone()),
             data_dir: data_dir.clone(),
             events,
+            listen: local,
         };
         match control_socket::serve(console).await {
             Ok(path) => Some(path),

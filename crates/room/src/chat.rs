@@ -581,6 +581,12 @@ impl Room {
         Err(LoginError::Wrong)
     }
 
+    /// The broadcaster's token, for the local console only (`ctl login`): a way in that no
+    /// one on the network can lock out by failing the web login.
+    pub fn broadcaster_token(&self) -> &Token {
+        &self.inner.broadcaster_token
+    }
+
     pub fn captchas(&self) -> &Captchas {
         &self.inner.captchas
     }
