@@ -123,6 +123,10 @@ pub enum Command {
     /// Read a password from standard input and print its Argon2 hash, for the config's
     /// chat.broadcaster_password_hash
     HashPassword,
+    /// Steer the running server through its control socket (DATA_DIR/control.sock): title,
+    /// chat, users and bans, private mode, word filters, emotes, source, viewers, events.
+    /// Give the same --data-dir or --config as the server. Protocol: docs/CONTROL.md
+    Ctl(crate::ctl::CtlArgs),
 }
 
 #[derive(Debug, Subcommand)]

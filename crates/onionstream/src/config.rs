@@ -31,6 +31,15 @@ pub struct Config {
     pub captcha: CaptchaConfig,
     pub private: PrivateConfig,
     pub onion: OnionConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`GET /metrics`), a listener of its own. Empty: off.
+    /// Loopback only, whatever `allow_non_loopback` says.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -264,6 +273,7 @@ impl Default for Config {
             captcha: CaptchaConfig::default(),
             private: PrivateConfig::default(),
             onion: OnionConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -414,7 +424,37 @@ impl Config {
                 self.listen
             ));
         }
+        let metrics = self.metrics.listen.trim();
+        if !metrics.is_empty() {
+            let Some(addr) = self.metrics_listen() else {
+                return Err(format!(
+                    "metrics.listen {metrics:?} is not a socket address such as \"127.0.0.1:9464\" \
+                     (empty turns metrics off)"
+                ));
+            };
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "metrics.listen address {metrics} is not a loopback address; the metrics \
+                     endpoint is only ever served on loopback (allow_non_loopback does not apply \
+                     to it)"
+                ));
+            }
+            // Port 0 (a free port for each) cannot clash.
+            if addr == self.listen && addr.port() != 0 {
+                return Err(format!(
+                    "metrics.listen ({metrics}) must differ from listen ({})",
+                    self.listen
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Where the metrics endpoint listens: `None` when it is off (`metrics.listen` empty).
+    /// [`Config::check`] has made sure any address is a valid loopback one; an unparsable
+    /// value (only possible when `check` was skipped) also gives `None`.
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics.listen.trim().parse().ok()
     }
 
     /// The data directory: the configured one, else `$XDG_DATA_HOME/onionstream`, else
@@ -575,5 +615,29 @@ mod tests {
         assert!(e.contains("webcam"), "{e}");
         let e = Config::parse("[delivery]\nstart_behind_ms = 9000\n").unwrap_err();
         assert!(e.contains("max_behind_ms"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_only_ever_on_loopback() {
+        assert_eq!(Config::default().metrics_listen(), None);
+        let c = Config::parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(c.metrics_listen(), Some("127.0.0.1:9464".parse().unwrap()));
+        let c = Config::parse("[metrics]\nlisten = \"[::1]:9464\"\n").unwrap();
+        assert_eq!(c.metrics_listen(), Some("[::1]:9464".parse().unwrap()));
+        for addr in ["0.0.0.0:9464", "192.0.2.7:9464", "[::]:9464"] {
+            let text = format!("[metrics]\nlisten = \"{addr}\"\n");
+            let e = Config::parse(&text).unwrap_err();
+            assert!(e.contains(addr) && e.contains("loopback"), "{e}");
+            // Even where the web server itself may leave loopback.
+            let text = format!("allow_non_loopback = true\n{text}");
+            let e = Config::parse(&text).unwrap_err();
+            assert!(e.contains(addr) && e.contains("loopback"), "{e}");
+        }
+        let e = Config::parse("[metrics]\nlisten = \"localhost:9464\"\n").unwrap_err();
+        assert!(e.contains("localhost:9464"), "{e}");
+        let e = Config::parse("[metrics]\nlisten = \"127.0.0.1:8080\"\n").unwrap_err();
+        assert!(e.contains("must differ"), "{e}");
+        let e = Config::parse("[metrics]\nport = 9464\n").unwrap_err();
+        assert!(e.contains("port"), "{e}");
     }
 }

@@ -329,11 +329,17 @@ fn run(c: &Console, cmd: &str, args: &Value) -> Result<Value, CtlError> {
         })),
         "title.set" => {
             let t = arg_str(args, "title")?;
+            // The file first: it stays the one source of truth across restarts, and its
+            // watcher, reading it after this write, agrees with the title set below.
+            let file = c.data_dir.join(crate::title_file::TITLE_FILE);
+            // Written whole under another name and renamed, so the watcher never reads a
+            // half-written (empty) file and flashes the default title.
+            let tmp = c.data_dir.join(".title.txt.tmp");
+            let written = std::fs::write(&tmp, format!("{t}\n"))
+                .and_then(|()| std::fs::rename(&tmp, &file));
             c.title.set(t);
             let now = c.title.get();
-            // The file stays the one source of truth across restarts.
-            let file = c.data_dir.join(crate::title_file::TITLE_FILE);
-            if let Err(e) = std::fs::write(&file, format!("{now}\n")) {
+            if let Err(e) = written {
                 return Err(err(
                     "storage",
                     format!(

@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod control_socket;
+mod ctl;
 mod events;
 mod source_task;
 mod title_file;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Onion(ref cmd)) => onion_command(cmd, &config),
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Ctl(ref args)) => ctl::run(args, &config.data_dir()),
         None => {
             let extra = match cli.test_torrc_lines() {
                 Ok(l) => l,
@@ -227,6 +229,17 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
     let source = source_task::SourceTask::start(spec, store.clone(), config.source_options());
     let events =
         events::EventHub::start(room.clone(), title.clone(), store.clone(), viewers.clone());
+    let metrics_parts = (store.clone(), viewers.clone(), room.clone());
+    let metrics_listener = match config.metrics_listen() {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("onionstream: cannot listen for metrics on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let control = if data_dir_usable {
         let console = control_socket::Console {
             room,
@@ -271,6 +284,31 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
         tokio::spawn(announce_onion(service.status()));
         service
     });
+    if let Some(listener) = metrics_listener {
+        let (store, viewers, room) = metrics_parts;
+        let tor = onion.as_ref().map(|service| {
+            let status = service.status();
+            let f: Arc<dyn Fn() -> web::metrics::TorStatus + Send + Sync> =
+                Arc::new(move || tor_status(&status.borrow()));
+            f
+        });
+        let sources = web::metrics::MetricsSources {
+            store,
+            viewers,
+            room,
+            counters: counters.clone(),
+            tor,
+        };
+        let addr = listener.local_addr().ok();
+        tokio::spawn(async move {
+            if let Err(e) = web::metrics::serve(listener, sources, std::future::pending()).await {
+                tracing::error!("metrics: {e}");
+            }
+        });
+        if let Some(a) = addr {
+            println!("onionstream: metrics at http://{a}/metrics");
+        }
+    }
     web::serve(
         listener,
         web::router(state),
@@ -287,6 +325,18 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+fn tor_status(s: &onion::service::OnionStatus) -> web::metrics::TorStatus {
+    use onion::service::OnionStatus as O;
+    use web::metrics::TorStatus as T;
+    match s {
+        O::Starting | O::Bootstrapping(..) => T::Starting,
+        O::Publishing { .. } => T::Publishing,
+        O::Published { .. } => T::Published,
+        O::Restarting { .. } => T::Restarting,
+        O::TorMissing => T::Missing,
+    }
 }
 
 /// Prints the onion address once tor has uploaded the descriptor (the line scripts wait for).

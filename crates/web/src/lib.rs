@@ -14,7 +14,8 @@
 //!   captcha and emote images; [`message_text`]: chat text as safe HTML.
 //! - [`form`]: size-limited form bodies.
 //! - [`error_page`]: every refusal as a small HTML page with a reason.
-//! - [`counters`]: what delivery did, for benchmarks and (later) metrics.
+//! - [`counters`]: what delivery did, for benchmarks and metrics.
+//! - [`metrics`]: the opt-in Prometheus endpoint, on a loopback listener of its own.
 //!
 //! **Architecture invariant:** only this crate knows HTML, URLs and HTTP status codes.
 
@@ -26,6 +27,7 @@ pub mod form;
 pub mod gate;
 pub mod hls;
 pub mod message_text;
+pub mod metrics;
 pub mod page;
 pub mod security;
 pub mod server;
