@@ -332,6 +332,15 @@ async fn events_stream_every_kind_of_change_without_secrets() {
     assert_eq!(r["result"]["streaming"], json!(true));
 
     say(addr, ALICE, "evented message").await;
+    let page = get(addr, &format!("/chat/appearance?token={ALICE}")).await.text();
+    let nonce = hidden_input(&page, "nonce").unwrap();
+    let status = post_form(
+        addr,
+        &format!("/chat/appearance?token={ALICE}"),
+        &format!("nonce={nonce}&name=Evented+Alice"),
+    )
+    .await;
+    assert_eq!(status, 303);
     let mut console = Console::open(&dir);
     let shown = console.call("chat.show", json!({"count": 1}));
     let id = shown["result"]["messages"][0]["id"].as_u64().unwrap();
@@ -350,6 +359,7 @@ async fn events_stream_every_kind_of_change_without_secrets() {
         "user.joined",
         "message.posted",
         "message.hidden",
+        "user.appearance",
         "title.changed",
         "user.banned",
         "viewers.changed",
@@ -376,6 +386,8 @@ async fn events_stream_every_kind_of_change_without_secrets() {
         .find(|e| e["event"] == "message.posted")
         .unwrap();
     assert_eq!(posted["data"]["message"]["text"], json!("evented message"));
+    let renamed = seen.iter().find(|e| e["event"] == "user.appearance").unwrap();
+    assert_eq!(renamed["data"]["user"]["name"], json!("Evented Alice"));
     let title = seen.iter().find(|e| e["event"] == "title.changed").unwrap();
     assert_eq!(title["data"]["title"], json!("Evented title"));
     let banned = seen.iter().find(|e| e["event"] == "user.banned").unwrap();
