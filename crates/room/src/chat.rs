@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -313,6 +313,33 @@ struct Inner {
     login_failures: Mutex<VecDeque<Instant>>,
     events: tokio::sync::broadcast::Sender<RoomEvent>,
     counters: RoomCounters,
+    /// Slow hashes (tripcodes, hashed broadcaster passwords) running now.
+    slow_hashes: AtomicUsize,
+}
+
+/// Slow hashes (Argon2: memory and CPU) allowed at once, from everyone together. Beyond it a
+/// request is refused ("busy") instead of queueing: many visitors (or one with many tokens)
+/// cannot make the server allocate `TRIPCODE_MEMORY_KIB` per request in parallel.
+pub const MAX_CONCURRENT_SLOW_HASHES: usize = 2;
+
+/// One running slow hash; the slot is given back when dropped.
+struct SlowHashSlot<'a>(&'a AtomicUsize);
+
+impl<'a> SlowHashSlot<'a> {
+    fn take(in_flight: &'a AtomicUsize) -> Option<SlowHashSlot<'a>> {
+        in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONCURRENT_SLOW_HASHES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SlowHashSlot(in_flight))
+    }
+}
+
+impl Drop for SlowHashSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What the room did, for metrics. Monotonic; never reset.
@@ -485,6 +512,7 @@ impl Room {
                 login_failures: Mutex::new(VecDeque::new()),
                 events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
                 counters: RoomCounters::default(),
+                slow_hashes: AtomicUsize::new(0),
                 config,
             }),
         })
@@ -564,6 +592,12 @@ impl Room {
                 return Err(LoginError::TooMany { retry_after });
             }
         }
+        // A hashed password costs Argon2's memory per check: never more than a few at once.
+        let Some(_slot) = SlowHashSlot::take(&self.inner.slow_hashes) else {
+            return Err(LoginError::TooMany {
+                retry_after: Duration::from_secs(1),
+            });
+        };
         let user_ok: bool = blake3::hash(user.as_bytes())
             .as_bytes()
             .ct_eq(blake3::hash(BROADCASTER_USER.as_bytes()).as_bytes())
@@ -788,6 +822,7 @@ impl Room {
             }
             u.tripcodes_made.push_back(now);
         }
+        let _slot = SlowHashSlot::take(&self.inner.slow_hashes).ok_or(Notice::TripcodeBusy)?;
         Tripcode::from_password(password, &self.inner.key)
             .map_err(|e| Notice::BadTripcode(e.to_string()))
     }

@@ -46,6 +46,8 @@ pub enum Notice {
     TripcodeTooOften {
         retry_after: Duration,
     },
+    /// Too many slow hashes at once, from everyone together.
+    TripcodeBusy,
     NotAllowed,
     NotFound,
     StorageFailed(String),
@@ -114,6 +116,10 @@ impl fmt::Display for Notice {
                 f,
                 "Tripcodes are slow to make: wait {} s before the next one.",
                 secs(retry_after)
+            ),
+            Notice::TripcodeBusy => write!(
+                f,
+                "The server is busy making tripcodes. Try again in a few seconds."
             ),
             Notice::NotAllowed => write!(f, "Only the broadcaster may do that."),
             Notice::NotFound => write!(f, "That message or user does not exist."),

@@ -555,3 +555,45 @@ fn every_change_is_an_event_without_secrets() {
         .iter()
         .any(|e| matches!(e, RoomEvent::UserBanned { banned: true, .. })));
 }
+
+#[test]
+fn a_burst_of_tripcode_requests_is_refused_as_busy_not_queued() {
+    let room = Room::open(config()).unwrap();
+    let results: Vec<Result<(), Notice>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let room = &room;
+                s.spawn(move || {
+                    let t = Token::generate();
+                    room.set_appearance(
+                        &t,
+                        AppearanceChange {
+                            nonce: room.form_nonce(&t),
+                            tripcode_password: Some("same burst".into()),
+                            ..Default::default()
+                        },
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(results.iter().any(Result::is_ok), "some tripcodes are made");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(()) | Err(Notice::TripcodeBusy))),
+        "{results:?}"
+    );
+    // Every slot came back: the next request works.
+    let t = Token::generate();
+    room.set_appearance(
+        &t,
+        AppearanceChange {
+            nonce: room.form_nonce(&t),
+            tripcode_password: Some("after the burst".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
