@@ -66,8 +66,15 @@ async fn the_page_needs_no_script_and_links_nothing_outside_the_site() {
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     assert!(r.header("server").is_none(), "no Server header");
     assert!(r.header("last-modified").is_none());
-    // The stylesheet needs no token and is ours.
-    let css = get(server.addr, "/static/style.css").await;
+    // The stylesheet needs no token and is ours; its address names its version, so browsers
+    // may cache it long and still get a new one after an upgrade.
+    let html = r.text();
+    let start = html
+        .find("href=\"/static/style.css?v=")
+        .expect("versioned stylesheet")
+        + 6;
+    let href = &html[start..start + html[start..].find('"').unwrap()];
+    let css = get(server.addr, href).await;
     assert_eq!(css.status, 200);
     assert!(css.header("content-type").unwrap().starts_with("text/css"));
     assert!(

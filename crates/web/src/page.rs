@@ -19,6 +19,16 @@ use crate::AppState;
 /// The stylesheet, bundled into the binary.
 const STYLE_CSS: &str = include_str!("../static/style.css");
 
+/// The stylesheet's address, with a digest of its content: browsers may cache it for long,
+/// and a new version of the program with another stylesheet gets a new address.
+pub fn style_url() -> &'static str {
+    static URL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let digest = blake3::hash(STYLE_CSS.as_bytes()).to_hex();
+        format!("/static/style.css?v={}", &digest[..12])
+    });
+    &URL
+}
+
 #[derive(Template)]
 #[template(path = "page.html")]
 struct PageTemplate<'a> {
@@ -143,7 +153,7 @@ pub async fn static_file(Path(file): Path<String>) -> Result<Response, ErrorPage
             );
             h.insert(
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
+                HeaderValue::from_static("public, max-age=86400"),
             );
             Ok(r)
         }
