@@ -1,0 +1,465 @@
+//! A real Firefox driven through geckodriver (WebDriver), headless, JavaScript off, with every
+//! background service of the browser switched off and a proxy "trap" for any host that is
+//! not loopback. Each [`Browser`] has its own geckodriver, Firefox and profile, all killed by
+//! pid when it is dropped (also when a test panics).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Map, Value};
+
+const GECKODRIVER_HELP: &str = "geckodriver is needed for the browser tests and was not found \
+     (looked at $GECKODRIVER, $PATH and ~/.cargo/bin). Install it with:\n    \
+     cargo install geckodriver --locked\n(or set GECKODRIVER=/path/to/geckodriver)";
+
+const FIREFOX_HELP: &str = "Firefox is needed for the browser tests and was not found \
+     (looked at $FIREFOX, then firefox-esr and firefox in $PATH). Install it with:\n    \
+     apt-get install firefox-esr\n(or set FIREFOX=/path/to/firefox)";
+
+/// Where whole-page screenshots and other artifacts go: `target/browser-artifacts/`.
+pub fn artifacts_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is `<target>/tmp`.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .join("browser-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes an artifact and prints its path.
+pub fn save_artifact(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = artifacts_dir().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    println!("artifact: {}", path.display());
+    path
+}
+
+fn find_in_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+/// geckodriver's path; panics (the test fails) with how to install it.
+pub fn geckodriver_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("GECKODRIVER") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "GECKODRIVER={} is not a file.\n{GECKODRIVER_HELP}",
+            p.display()
+        );
+        return p;
+    }
+    if let Some(p) = find_in_path(&["geckodriver"]) {
+        return p;
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(p) = home.map(|h| h.join("bin/geckodriver")) {
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{GECKODRIVER_HELP}");
+}
+
+/// Firefox's path; panics (the test fails) with how to install it.
+pub fn firefox_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("FIREFOX") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "FIREFOX={} is not a file.\n{FIREFOX_HELP}",
+            p.display()
+        );
+        return p;
+    }
+    find_in_path(&["firefox-esr", "firefox"]).unwrap_or_else(|| panic!("{FIREFOX_HELP}"))
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TCP listener that Firefox uses as its proxy for every host that is not loopback. Any
+/// connection to it means the browser tried to reach some other host; it records the first
+/// line the browser sent (`CONNECT host:443 HTTP/1.1`, `GET http://host/ ...`) and closes.
+pub struct ProxyTrap {
+    pub port: u16,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl ProxyTrap {
+    pub fn start() -> ProxyTrap {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits: Arc<Mutex<Vec<String>>> = Default::default();
+        let keep = hits.clone();
+        // The thread ends with the test process; it only ever holds this listener.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut first = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut first);
+                let line = if first.trim().is_empty() {
+                    "(a connection that sent no request line; SOCKS?)".to_string()
+                } else {
+                    first.trim().to_string()
+                };
+                keep.lock().unwrap().push(line);
+            }
+        });
+        ProxyTrap { port, hits }
+    }
+
+    /// The request lines of every connection the trap received so far, each with its count.
+    pub fn hits(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for line in self.hits.lock().unwrap().iter() {
+            match out.iter_mut().find(|(l, _)| l == line) {
+                Some((_, n)) => *n += 1,
+                None => out.push((line.clone(), 1)),
+            }
+        }
+        out
+    }
+}
+
+/// The Firefox prefs of every test browser: no JavaScript, autoplay allowed, and no
+/// background networking of any kind; whatever still tries to reach a non-loopback host
+/// goes to the proxy trap at `trap_port`.
+pub fn prefs(trap_port: u16) -> Map<String, Value> {
+    let p = json!({
+        // What the tests are about: the page must work like Tor Browser at "Safest".
+        "javascript.enabled": false,
+        "media.autoplay.default": 0,
+        "media.autoplay.blocking_policy": 0,
+        // Every non-loopback host goes to the trap (HTTP, HTTPS, and SOCKS for the rest);
+        // loopback stays direct (never hijacked).
+        "network.proxy.type": 1,
+        "network.proxy.http": "127.0.0.1",
+        "network.proxy.http_port": trap_port,
+        "network.proxy.ssl": "127.0.0.1",
+        "network.proxy.ssl_port": trap_port,
+        "network.proxy.socks": "127.0.0.1",
+        "network.proxy.socks_port": trap_port,
+        "network.proxy.socks_remote_dns": true,
+        "network.proxy.share_proxy_settings": false,
+        "network.proxy.no_proxies_on": "",
+        "network.proxy.allow_hijacking_localhost": false,
+        "network.proxy.failover_direct": false,
+        // DNS: no DNS over HTTPS, no prefetching, no speculative connections.
+        "network.trr.mode": 5,
+        "network.dns.disablePrefetch": true,
+        "network.dns.disablePrefetchFromHTTPS": true,
+        "network.prefetch-next": false,
+        "network.predictor.enabled": false,
+        "network.http.speculative-parallel-limit": 0,
+        "browser.urlbar.speculativeConnect.enabled": false,
+        "browser.places.speculativeConnect.enabled": false,
+        // Captive portal and connectivity checks.
+        "network.captive-portal-service.enabled": false,
+        "network.connectivity-service.enabled": false,
+        // Updates (browser, add-ons, system add-ons, search engines, GMP plugins).
+        "app.update.auto": false,
+        "app.update.enabled": false,
+        "app.update.disabledForTesting": true,
+        "app.update.checkInstallTime": false,
+        "extensions.update.enabled": false,
+        "extensions.update.autoUpdateDefault": false,
+        "extensions.getAddons.cache.enabled": false,
+        "extensions.blocklist.enabled": false,
+        "extensions.systemAddon.update.enabled": false,
+        "extensions.systemAddon.update.url": "",
+        "browser.search.update": false,
+        "media.gmp-manager.url": "",
+        "media.gmp-manager.updateEnabled": false,
+        "media.gmp-gmpopenh264.enabled": false,
+        "media.gmp-gmpopenh264.autoupdate": false,
+        "media.gmp-widevinecdm.enabled": false,
+        "media.eme.enabled": false,
+        // Telemetry, health report, studies, Normandy, experiments, ping centre.
+        "toolkit.telemetry.enabled": false,
+        "toolkit.telemetry.unified": false,
+        "toolkit.telemetry.archive.enabled": false,
+        "toolkit.telemetry.server": "",
+        "toolkit.telemetry.shutdownPingSender.enabled": false,
+        "toolkit.telemetry.firstShutdownPing.enabled": false,
+        "toolkit.telemetry.newProfilePing.enabled": false,
+        "toolkit.telemetry.updatePing.enabled": false,
+        "toolkit.telemetry.bhrPing.enabled": false,
+        "datareporting.healthreport.uploadEnabled": false,
+        "datareporting.policy.dataSubmissionEnabled": false,
+        "datareporting.policy.dataSubmissionPolicyBypassNotification": true,
+        "browser.crashReports.unsubmittedCheck.autoSubmit2": false,
+        "app.shield.optoutstudies.enabled": false,
+        "app.normandy.enabled": false,
+        "app.normandy.api_url": "",
+        "messaging-system.rsexperimentloader.enabled": false,
+        "browser.ping-centre.telemetry": false,
+        "browser.newtabpage.activity-stream.feeds.telemetry": false,
+        "browser.newtabpage.activity-stream.telemetry": false,
+        // Remote settings (what geckodriver's Marionette uses itself), region, geolocation.
+        // (Release builds honour this only with MOZ_REMOTE_SETTINGS_DEVTOOLS=1, set below.)
+        "services.settings.server": "data:,#remote-settings-dummy/v1",
+        "browser.region.network.url": "",
+        "browser.region.update.enabled": false,
+        "geo.enabled": false,
+        "geo.provider.network.url": "",
+        "browser.search.geoip.url": "",
+        // Safe Browsing (lists and remote lookups).
+        "browser.safebrowsing.malware.enabled": false,
+        "browser.safebrowsing.phishing.enabled": false,
+        "browser.safebrowsing.blockedURIs.enabled": false,
+        "browser.safebrowsing.downloads.enabled": false,
+        "browser.safebrowsing.downloads.remote.enabled": false,
+        "browser.safebrowsing.downloads.remote.url": "",
+        "browser.safebrowsing.provider.google.updateURL": "",
+        "browser.safebrowsing.provider.google.gethashURL": "",
+        "browser.safebrowsing.provider.google4.updateURL": "",
+        "browser.safebrowsing.provider.google4.gethashURL": "",
+        "browser.safebrowsing.provider.mozilla.updateURL": "",
+        "browser.safebrowsing.provider.mozilla.gethashURL": "",
+        // Push, Firefox accounts and sync.
+        "dom.push.enabled": false,
+        "dom.push.connection.enabled": false,
+        "dom.push.serverURL": "",
+        "identity.fxaccounts.enabled": false,
+        // Certificates: no OCSP, no CRLite or intermediate downloads.
+        "security.OCSP.enabled": 0,
+        "security.remote_settings.crlite_filters.enabled": false,
+        "security.remote_settings.intermediates.enabled": false,
+        // Start page, new tab, snippets, top sites, what's-new pages.
+        "browser.startup.page": 0,
+        "browser.startup.homepage": "about:blank",
+        "browser.startup.homepage_override.mstone": "ignore",
+        "startup.homepage_welcome_url": "about:blank",
+        "startup.homepage_welcome_url.additional": "",
+        "browser.newtabpage.enabled": false,
+        "browser.newtabpage.activity-stream.feeds.topsites": false,
+        "browser.newtabpage.activity-stream.feeds.section.topstories": false,
+        "browser.newtabpage.activity-stream.feeds.snippets": false,
+        "browser.topsites.contile.enabled": false,
+        "browser.aboutHomeSnippets.updateUrl": "",
+        "browser.shell.checkDefaultBrowser": false,
+        "browser.uitour.enabled": false,
+        "browser.discovery.enabled": false,
+        "extensions.htmlaboutaddons.recommendations.enabled": false,
+        "extensions.pocket.enabled": false,
+        "browser.translations.enable": false,
+        "browser.ml.enable": false,
+    });
+    match p {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+/// One geckodriver with one Firefox session; both (and every process below them) are killed
+/// by pid on drop.
+pub struct Browser {
+    pub client: Client,
+    driver: Driver,
+}
+
+/// A running geckodriver, its profile folder and log; killed with all below it on drop.
+struct Driver {
+    child: Child,
+    profile_root: PathBuf,
+    log: PathBuf,
+}
+
+impl Driver {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Browser {
+    /// Starts geckodriver on a free port and a headless Firefox session through it.
+    pub async fn start(name: &str, trap: &ProxyTrap) -> Browser {
+        let geckodriver = geckodriver_path();
+        let firefox = firefox_path();
+        let profile_root = std::env::temp_dir().join(format!(
+            "onionstream-browser-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&profile_root).unwrap();
+        let log = profile_root.join("geckodriver.log");
+        let mut last_error = String::new();
+        // A free port can be taken between the check and geckodriver's bind: retry.
+        for _ in 0..3 {
+            let port = free_port();
+            let log_file = std::fs::File::create(&log).unwrap();
+            let driver = Command::new(&geckodriver)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--profile-root")
+                .arg(&profile_root)
+                .args(["--log", "info"])
+                .env("MOZ_HEADLESS", "1")
+                .env("MOZ_CRASHREPORTER_DISABLE", "1")
+                .env("MOZ_REMOTE_SETTINGS_DEVTOOLS", "1")
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().unwrap())
+                .stderr(log_file)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{} does not start: {e}\n{GECKODRIVER_HELP}",
+                        geckodriver.display()
+                    )
+                });
+            let mut guard = Driver {
+                child: driver,
+                profile_root: profile_root.clone(),
+                log: log.clone(),
+            };
+            // Wait for geckodriver to listen.
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let start = Instant::now();
+            let mut listening = false;
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = guard.child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(addr).is_ok() {
+                    listening = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if !listening {
+                last_error = format!("geckodriver did not listen on {addr}:\n{}", guard.log());
+                drop(guard);
+                continue;
+            }
+            let mut caps = Map::new();
+            caps.insert("browserName".into(), json!("firefox"));
+            caps.insert("acceptInsecureCerts".into(), json!(false));
+            caps.insert(
+                "moz:firefoxOptions".into(),
+                json!({
+                    "binary": firefox,
+                    "args": ["-headless", "-no-remote"],
+                    "prefs": prefs(trap.port),
+                    "env": {
+                        "MOZ_HEADLESS": "1",
+                        "MOZ_CRASHREPORTER_DISABLE": "1",
+                        // Release builds ignore `services.settings.server` without it.
+                        "MOZ_REMOTE_SETTINGS_DEVTOOLS": "1",
+                    },
+                    "log": { "level": "warn" },
+                }),
+            );
+            let client = tokio::time::timeout(
+                Duration::from_secs(60),
+                ClientBuilder::new(HttpConnector::new())
+                    .capabilities(caps)
+                    .connect(&format!("http://{addr}")),
+            )
+            .await;
+            match client {
+                Ok(Ok(client)) => {
+                    client.set_window_size(1280, 900).await.unwrap();
+                    return Browser {
+                        client,
+                        driver: guard,
+                    };
+                }
+                Ok(Err(e)) => {
+                    panic!(
+                        "no Firefox session ({}): {e}\n{}",
+                        firefox.display(),
+                        guard.log()
+                    )
+                }
+                Err(_) => panic!("no Firefox session within 60 s:\n{}", guard.log()),
+            }
+        }
+        panic!("{last_error}");
+    }
+
+    /// geckodriver's (and Firefox's) log so far.
+    pub fn log(&self) -> String {
+        self.driver.log()
+    }
+
+    /// A PNG of the whole viewport, saved under `target/browser-artifacts/`.
+    pub async fn save_screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.unwrap();
+        save_artifact(name, &png)
+    }
+
+    /// Ends the session (Firefox quits) and geckodriver; Drop does the killing either way.
+    pub async fn quit(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.client.clone().close()).await;
+        drop(self);
+    }
+}
+
+/// Pids of `root` and everything below it (children first), from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        if let Some(ppid) = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.reverse();
+    out
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Firefox and its content processes are below geckodriver; kill them all by pid.
+        for pid in descendants(self.child.id()) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile_root);
+    }
+}
