@@ -276,6 +276,130 @@ impl InitSegment {
     pub fn has_video(&self) -> bool {
         self.tracks.iter().any(|t| t.kind == TrackKind::Video)
     }
+
+    /// The RFC 6381 codec names of the tracks (`avc1.64001f`, `mp4a.40.2`, `opus`), for a
+    /// player that must name them (Media Source Extensions). `None` if a track's codec is
+    /// one this parser cannot name; the caller then falls back to the plain `<video>` path.
+    pub fn codecs(&self) -> Option<Vec<String>> {
+        codecs_of(&self.bytes).ok().flatten()
+    }
+}
+
+/// Sample entry header sizes: 8 (SampleEntry) + 70 (VisualSampleEntry) / + 20 (AudioSampleEntry).
+const VISUAL_ENTRY_HEADER: usize = 78;
+const AUDIO_ENTRY_HEADER: usize = 28;
+
+fn codecs_of(data: &[u8]) -> Result<Option<Vec<String>>, Fmp4Error> {
+    let Some(moov) = boxes(data).find_map(|b| b.ok().filter(|b| &b.kind == b"moov")) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for trak in children(data, moov.body(), b"trak")? {
+        let mut range = trak.body();
+        for kind in [b"mdia", b"minf", b"stbl", b"stsd"] {
+            match child(data, range, kind)? {
+                Some(b) => range = b.body(),
+                None => return Ok(None),
+            }
+        }
+        // stsd: full box header (4) + entry count (4), then the entries.
+        if range.end < range.start + 8 {
+            return Ok(None);
+        }
+        let Some(entry) = children_any(data, range.start + 8..range.end)
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let body = entry.body();
+        let name = match &entry.kind {
+            b"avc1" | b"avc3" => {
+                let inner = (body.start + VISUAL_ENTRY_HEADER).min(body.end)..body.end;
+                let Some(avcc) = child(data, inner, b"avcC")? else {
+                    return Ok(None);
+                };
+                let b = need(data, avcc.body().start..avcc.body().start + 4, "avcC")?;
+                format!(
+                    "{}.{:02x}{:02x}{:02x}",
+                    String::from_utf8_lossy(&entry.kind),
+                    b[1],
+                    b[2],
+                    b[3]
+                )
+            }
+            b"mp4a" => {
+                let inner = (body.start + AUDIO_ENTRY_HEADER).min(body.end)..body.end;
+                let aot = child(data, inner, b"esds")?
+                    .and_then(|esds| audio_object_type(&data[esds.body()]))
+                    .unwrap_or(2);
+                format!("mp4a.40.{aot}")
+            }
+            b"Opus" => "opus".to_string(),
+            b"fLaC" => "flac".to_string(),
+            _ => return Ok(None),
+        };
+        out.push(name);
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// Every box directly inside `range`, whatever its kind.
+fn children_any(data: &[u8], range: std::ops::Range<usize>) -> Vec<BoxRef> {
+    let base = range.start;
+    boxes(&data[range])
+        .map_while(Result::ok)
+        .map(|b| BoxRef {
+            start: b.start + base,
+            ..b
+        })
+        .collect()
+}
+
+/// The MPEG-4 audio object type in an `esds` body (AAC-LC is 2), if it can be read.
+fn audio_object_type(esds: &[u8]) -> Option<u8> {
+    // Full box header, then descriptors: tag, size (1-4 bytes of 7 bits), payload.
+    let mut i = 4;
+    let descriptor = |i: &mut usize| -> Option<(u8, usize)> {
+        let tag = *esds.get(*i)?;
+        *i += 1;
+        let mut len = 0usize;
+        for _ in 0..4 {
+            let b = *esds.get(*i)?;
+            *i += 1;
+            len = (len << 7) | usize::from(b & 0x7f);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        Some((tag, len))
+    };
+    let (tag, _) = descriptor(&mut i)?;
+    if tag != 0x03 {
+        return None;
+    }
+    let flags = *esds.get(i + 2)?;
+    i += 3;
+    if flags & 0x80 != 0 {
+        i += 2;
+    }
+    if flags & 0x40 != 0 {
+        i += 1 + usize::from(*esds.get(i)?);
+    }
+    if flags & 0x20 != 0 {
+        i += 2;
+    }
+    let (tag, _) = descriptor(&mut i)?;
+    if tag != 0x04 || *esds.get(i)? != 0x40 {
+        return None;
+    }
+    i += 13;
+    let (tag, _) = descriptor(&mut i)?;
+    if tag != 0x05 {
+        return None;
+    }
+    let aot = esds.get(i)? >> 3;
+    (aot != 0 && aot != 31).then_some(aot)
 }
 
 /// Visual sample entries whose `compressorname` field [`scrub_init`] blanks.
@@ -744,6 +868,22 @@ mod tests {
             }
         }
         (init.expect("init"), frags)
+    }
+
+    #[test]
+    fn codecs_are_named_for_media_source_extensions() {
+        let (init, _) = demo_parts();
+        let codecs = init.codecs().expect("the demo's codecs have names");
+        assert_eq!(codecs.len(), 2);
+        assert!(
+            codecs[0].starts_with("avc1.") && codecs[0].len() == 11,
+            "{codecs:?}"
+        );
+        assert_eq!(codecs[1], "mp4a.40.2");
+        // Truncated or foreign init segments give no name rather than a wrong one.
+        let cut = init.bytes.slice(..init.bytes.len() / 2);
+        assert_eq!(codecs_of(&cut).ok().flatten(), None);
+        assert_eq!(codecs_of(b"not an mp4 at all").ok().flatten(), None);
     }
 
     #[test]

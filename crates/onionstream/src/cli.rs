@@ -107,6 +107,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", hide = true)]
     pub test_torrc_lines: Option<PathBuf>,
 
+    /// Test-only: append "ID ANSWER" for every captcha issued to this file (the browser tests
+    /// answer captchas with it). Not for real use.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub test_captcha_answers: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -534,6 +534,7 @@ impl Config {
                 room::tripcode::BroadcasterPassword::Hash(c.broadcaster_password_hash.clone())
             },
             data_dir: if c.ephemeral { None } else { data_dir },
+            test_captcha_answers: None,
         }
     }
 

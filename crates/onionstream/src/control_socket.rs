@@ -335,8 +335,8 @@ fn run(c: &Console, cmd: &str, args: &Value) -> Result<Value, CtlError> {
             // Written whole under another name and renamed, so the watcher never reads a
             // half-written (empty) file and flashes the default title.
             let tmp = c.data_dir.join(".title.txt.tmp");
-            let written = std::fs::write(&tmp, format!("{t}\n"))
-                .and_then(|()| std::fs::rename(&tmp, &file));
+            let written =
+                std::fs::write(&tmp, format!("{t}\n")).and_then(|()| std::fs::rename(&tmp, &file));
             c.title.set(t);
             let now = c.title.get();
             if let Err(e) = written {

@@ -63,7 +63,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run(config, extra)
+            run(
+                config,
+                TestKnobs {
+                    torrc_lines: extra,
+                    captcha_answers: cli.test_captcha_answers.clone(),
+                },
+            )
         }
     }
 }
@@ -154,7 +160,13 @@ fn onion_command(cmd: &cli::OnionCommand, config: &Config) -> ExitCode {
     }
 }
 
-fn run(config: Config, extra_torrc: Vec<String>) -> ExitCode {
+/// What the hidden test-only flags asked for.
+struct TestKnobs {
+    torrc_lines: Vec<String>,
+    captcha_answers: Option<std::path::PathBuf>,
+}
+
+fn run(config: Config, test: TestKnobs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,10 +177,11 @@ fn run(config: Config, extra_torrc: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, extra_torrc))
+    runtime.block_on(serve(config, test))
 }
 
-async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
+async fn serve(config: Config, test: TestKnobs) -> ExitCode {
+    let extra_torrc = test.torrc_lines;
     let spec: media::source::SourceSpec = config.source.parse().expect("checked when loading");
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -194,7 +207,8 @@ async fn serve(config: Config, extra_torrc: Vec<String>) -> ExitCode {
     let _title_watch = data_dir_usable
         .then(|| title_file::watch(&data_dir, title.clone()))
         .flatten();
-    let room_config = config.room_config(data_dir_usable.then(|| data_dir.clone()));
+    let mut room_config = config.room_config(data_dir_usable.then(|| data_dir.clone()));
+    room_config.test_captcha_answers = test.captcha_answers;
     let generated_password = room_config.broadcaster_password.plain().map(str::to_owned);
     let room = match room::Room::open(room_config) {
         Ok(r) => r,

@@ -332,7 +332,9 @@ async fn events_stream_every_kind_of_change_without_secrets() {
     assert_eq!(r["result"]["streaming"], json!(true));
 
     say(addr, ALICE, "evented message").await;
-    let page = get(addr, &format!("/chat/appearance?token={ALICE}")).await.text();
+    let page = get(addr, &format!("/chat/appearance?token={ALICE}"))
+        .await
+        .text();
     let nonce = hidden_input(&page, "nonce").unwrap();
     let status = post_form(
         addr,
@@ -386,7 +388,10 @@ async fn events_stream_every_kind_of_change_without_secrets() {
         .find(|e| e["event"] == "message.posted")
         .unwrap();
     assert_eq!(posted["data"]["message"]["text"], json!("evented message"));
-    let renamed = seen.iter().find(|e| e["event"] == "user.appearance").unwrap();
+    let renamed = seen
+        .iter()
+        .find(|e| e["event"] == "user.appearance")
+        .unwrap();
     assert_eq!(renamed["data"]["user"]["name"], json!("Evented Alice"));
     let title = seen.iter().find(|e| e["event"] == "title.changed").unwrap();
     assert_eq!(title["data"]["title"], json!("Evented title"));

@@ -73,6 +73,9 @@ pub struct RoomConfig {
     pub broadcaster_password: BroadcasterPassword,
     /// Data directory holding the database; `None` keeps nothing on disk (ephemeral mode).
     pub data_dir: Option<PathBuf>,
+    /// Test-only (hidden flag `--test-captcha-answers`): append `ID ANSWER` lines for every
+    /// captcha issued to this file, so browser tests can answer them. Never set in real use.
+    pub test_captcha_answers: Option<PathBuf>,
 }
 
 impl Default for RoomConfig {
@@ -91,6 +94,7 @@ impl Default for RoomConfig {
             broadcaster_name: "Broadcaster".into(),
             broadcaster_password: BroadcasterPassword::generate(),
             data_dir: None,
+            test_captcha_answers: None,
         }
     }
 }
@@ -543,7 +547,19 @@ impl Room {
 
     fn issue_captcha(&self, owner: &str, now: Instant) -> ChallengeId {
         self.count(&self.inner.counters.captchas_issued);
-        self.inner.captchas.issue(owner, now)
+        let id = self.inner.captchas.issue(owner, now);
+        if let Some(path) = &self.inner.config.test_captcha_answers {
+            if let Some(answer) = self.inner.captchas.answer_for_tests(&id) {
+                use std::io::Write as _;
+                let line = format!("{} {answer}\n", id.as_str());
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(line.as_bytes()));
+            }
+        }
+        id
     }
 
     fn captcha_failed(&self, e: CaptchaError) -> Notice {
