@@ -247,6 +247,10 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Time a client has to send request headers.
     pub header_read_timeout_secs: u64,
+    /// Open WebSockets (`/live`, pages running JavaScript) in all; beyond, pages fall back
+    /// to the refreshing frames. Each visitor may hold at most
+    /// `web::live::MAX_SOCKETS_PER_VISITOR` (4).
+    pub max_live_sockets: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -318,6 +322,7 @@ impl Default for LimitsConfig {
             max_streams: s.max_total,
             max_connections: server.max_connections,
             header_read_timeout_secs: server.header_read_timeout.as_secs(),
+            max_live_sockets: 5000,
         }
     }
 }
@@ -384,6 +389,10 @@ impl Config {
             ),
             ("limits.max_streams", self.limits.max_streams as u64),
             ("limits.max_connections", self.limits.max_connections as u64),
+            (
+                "limits.max_live_sockets",
+                self.limits.max_live_sockets as u64,
+            ),
             ("chat.refresh_secs", self.chat.refresh_secs),
             ("chat.max_message_chars", self.chat.max_message_chars as u64),
             ("chat.max_lines", self.chat.max_lines as u64),

@@ -231,6 +231,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
     let store = media::SegmentStore::new(config.store_config());
     let counters = Arc::new(web::DeliveryCounters::default());
     let viewers = room::Viewers::new(config.stream_limits());
+    let live = web::LiveHub::new(config.limits.max_live_sockets);
     let state = web::AppState {
         config: Arc::new(config.web_config()),
         store: store.clone(),
@@ -238,6 +239,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
         title: title.clone(),
         room: room.clone(),
         counters: counters.clone(),
+        live: live.clone(),
     };
     tracing::info!("source: {spec}");
     let source = source_task::SourceTask::start(spec, store.clone(), config.source_options());
@@ -312,6 +314,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
             room,
             counters: counters.clone(),
             tor,
+            live: Some(live.clone()),
         };
         let addr = listener.local_addr().ok();
         tokio::spawn(async move {
@@ -323,12 +326,18 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
             println!("onionstream: metrics at http://{a}/metrics");
         }
     }
+    let grace = config.server_limits().shutdown_grace;
+    let live_for_shutdown = live.clone();
     web::serve(
         listener,
         web::router(state),
         config.server_limits(),
         counters,
-        shutdown_signal(),
+        async move {
+            shutdown_signal().await;
+            // Live sockets are told why they close (pages show it) before the listener goes.
+            live_for_shutdown.close_all(grace).await;
+        },
     )
     .await;
     if let Some(service) = onion {

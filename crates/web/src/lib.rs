@@ -12,6 +12,7 @@
 //! - [`gate`]: who may come in: private mode, the access captcha, the broadcaster's login.
 //! - [`chat`]: the chat frames and forms (messages, post, appearance, users, moderation),
 //!   captcha and emote images; [`message_text`]: chat text as safe HTML.
+//! - [`live`]: the JavaScript page's one WebSocket (`/live`): chat, status, posts, moderation.
 //! - [`form`]: size-limited form bodies.
 //! - [`error_page`]: every refusal as a small HTML page with a reason.
 //! - [`counters`]: what delivery did, for benchmarks and metrics.
@@ -26,6 +27,7 @@ pub mod error_page;
 pub mod form;
 pub mod gate;
 pub mod hls;
+pub mod live;
 pub mod message_text;
 pub mod metrics;
 pub mod page;
@@ -42,6 +44,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use counters::DeliveryCounters;
+pub use live::LiveHub;
 pub use server::{serve, ServerLimits};
 
 /// Settings of the web layer.
@@ -74,6 +77,8 @@ pub struct AppState {
     pub title: room::Title,
     pub room: room::Room,
     pub counters: Arc<DeliveryCounters>,
+    /// The live sockets of JavaScript pages.
+    pub live: LiveHub,
 }
 
 /// All routes, with security headers on every response.
@@ -98,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/access", post(gate::access))
         .route("/private/enter", post(gate::enter_private))
         .route("/broadcaster", get(gate::broadcaster))
+        .route("/live", get(live::live))
         .layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
         .fallback(error_page::not_found)
         .layer(axum::middleware::map_response(security::headers))

@@ -25,7 +25,8 @@
 //!   (a gauge per [`TorStatus`], 1 on the current state and 0 on the others, so a dashboard
 //!   can show the state and an alert can fire on `tor_state{state="restarting"} == 1`).
 //!
-//! Not yet: WebSocket clients (there is no WebSocket endpoint yet; its gauge comes with it).
+//! - live sockets of JavaScript pages ([`crate::LiveHub`]): `live_sockets` (gauge),
+//!   `live_sockets_opened_total`, `live_sockets_refused_total`.
 
 use std::fmt;
 use std::future::Future;
@@ -106,6 +107,8 @@ pub struct MetricsSources {
     /// The onion service's state, asked at each scrape; `None`: no onion service
     /// ([`TorStatus::Off`]).
     pub tor: Option<Arc<dyn Fn() -> TorStatus + Send + Sync>>,
+    /// The WebSocket hub of the site; `None` reads as zero sockets.
+    pub live: Option<crate::LiveHub>,
 }
 
 impl fmt::Debug for MetricsSources {
@@ -140,6 +143,9 @@ struct Snapshot {
     logins_failed: u64,
     store: media::store::StoreCounters,
     tor: TorStatus,
+    live_sockets: usize,
+    live_opened: u64,
+    live_refused: u64,
 }
 
 impl Snapshot {
@@ -167,6 +173,9 @@ impl Snapshot {
             logins_failed: get(&r.logins_failed),
             store: s.store.counters(),
             tor: s.tor.as_ref().map_or(TorStatus::Off, |f| f()),
+            live_sockets: s.live.as_ref().map_or(0, |l| l.connected()),
+            live_opened: s.live.as_ref().map_or(0, |l| l.opened()),
+            live_refused: s.live.as_ref().map_or(0, |l| l.refused()),
         }
     }
 }
@@ -200,6 +209,24 @@ impl Collector for Snapshot {
             "open_streams",
             "Open /stream.mp4 responses.",
             self.open_streams,
+        )?;
+        gauge(
+            e,
+            "live_sockets",
+            "Open WebSocket connections of pages running JavaScript (/live).",
+            self.live_sockets,
+        )?;
+        counter(
+            e,
+            "live_sockets_opened",
+            "WebSocket connections of pages (/live) opened.",
+            self.live_opened,
+        )?;
+        counter(
+            e,
+            "live_sockets_refused",
+            "WebSocket connections (/live) refused by a limit (per visitor or in all).",
+            self.live_refused,
         )?;
         gauge(
             e,
@@ -445,6 +472,7 @@ mod tests {
             .unwrap(),
             counters: Arc::new(DeliveryCounters::default()),
             tor: None,
+            live: None,
         }
     }
 
@@ -529,7 +557,9 @@ mod tests {
         Parsed { values }
     }
 
-    const COUNTERS: [&str; 17] = [
+    const COUNTERS: [&str; 19] = [
+        "onionstream_live_sockets_opened_total",
+        "onionstream_live_sockets_refused_total",
         "onionstream_streams_opened_total",
         "onionstream_streams_refused_total",
         "onionstream_sent_bytes_total",
@@ -549,7 +579,8 @@ mod tests {
         "onionstream_epochs_total",
     ];
 
-    const GAUGES: [&str; 5] = [
+    const GAUGES: [&str; 6] = [
+        "onionstream_live_sockets",
         "onionstream_viewers",
         "onionstream_open_streams",
         "onionstream_stream_online",

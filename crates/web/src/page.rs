@@ -19,14 +19,60 @@ use crate::AppState;
 /// The stylesheet, bundled into the binary.
 const STYLE_CSS: &str = include_str!("../static/style.css");
 
+/// The page's scripts (JavaScript modules, no build step; `docs/WEBSOCKET.md` says what they
+/// do). `app.js` imports the others by the names in [`SCRIPTS`], which [`static_body`] turns
+/// into versioned addresses.
+const APP_JS: &str = include_str!("../static/app.js");
+const SCRIPTS: [(&str, &str); 2] = [
+    ("chat.js", include_str!("../static/chat.js")),
+    ("player.js", include_str!("../static/player.js")),
+];
+
+fn versioned(name: &str, body: &str) -> String {
+    let digest = blake3::hash(body.as_bytes()).to_hex();
+    format!("/static/{name}?v={}", &digest[..12])
+}
+
+/// `app.js` with its imports pointing at versioned addresses (so a cached old module is never
+/// mixed with a new one).
+fn app_js() -> &'static str {
+    static BODY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        SCRIPTS.iter().fold(APP_JS.to_string(), |js, (name, body)| {
+            js.replace(
+                &format!("\"./{name}\""),
+                &format!("\"{}\"", versioned(name, body)),
+            )
+        })
+    });
+    &BODY
+}
+
 /// The stylesheet's address, with a digest of its content: browsers may cache it for long,
 /// and a new version of the program with another stylesheet gets a new address.
 pub fn style_url() -> &'static str {
-    static URL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let digest = blake3::hash(STYLE_CSS.as_bytes()).to_hex();
-        format!("/static/style.css?v={}", &digest[..12])
-    });
+    static URL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| versioned("style.css", STYLE_CSS));
     &URL
+}
+
+/// The page script's address, versioned like [`style_url`].
+pub fn script_url() -> &'static str {
+    static URL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| versioned("app.js", app_js()));
+    &URL
+}
+
+/// A static file's body and content type.
+fn static_body(file: &str) -> Option<(&'static str, &'static str)> {
+    const JS: &str = "text/javascript; charset=utf-8";
+    match file {
+        "style.css" => Some((STYLE_CSS, "text/css; charset=utf-8")),
+        "app.js" => Some((app_js(), JS)),
+        _ => SCRIPTS
+            .iter()
+            .find(|(name, _)| *name == file)
+            .map(|(_, body)| (*body, JS)),
+    }
 }
 
 #[derive(Template)]
@@ -37,6 +83,10 @@ struct PageTemplate<'a> {
     online: bool,
     epoch: u64,
     broadcaster: bool,
+    captcha_width: u32,
+    captcha_height: u32,
+    /// RFC 6381 codec names of the live stream, for the script's Media Source player.
+    codecs: String,
 }
 
 #[derive(Template)]
@@ -72,6 +122,15 @@ pub async fn home(State(app): State<AppState>, visitor: Visitor) -> Result<Respo
         token: visitor.token.secret(),
         online: status.online,
         broadcaster: app.room.role(&visitor.token) == room::Role::Broadcaster,
+        captcha_width: room::captcha::CAPTCHA_WIDTH,
+        captcha_height: room::captcha::CAPTCHA_HEIGHT,
+        codecs: app
+            .store
+            .current_epoch()
+            .filter(|_| status.online)
+            .and_then(|e| e.init.codecs())
+            .map(|c| c.join(","))
+            .unwrap_or_default(),
         epoch: if status.online {
             status.epoch.unwrap_or(0)
         } else {
@@ -143,22 +202,16 @@ pub async fn info(
 }
 
 pub async fn static_file(Path(file): Path<String>) -> Result<Response, ErrorPage> {
-    match file.as_str() {
-        "style.css" => {
-            let mut r = STYLE_CSS.into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            );
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=86400"),
-            );
-            Ok(r)
-        }
-        _ => Err(ErrorPage::new(StatusCode::NOT_FOUND, "No such file.")),
-    }
+    let (body, content_type) =
+        static_body(&file).ok_or_else(|| ErrorPage::new(StatusCode::NOT_FOUND, "No such file."))?;
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@
 use axum::http::header::{self, HeaderValue};
 use axum::response::Response;
 
-/// No script, style, image or frame from anywhere but here; no inline script at all.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-media-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'";
+/// No script, style, image, frame or connection from anywhere but here; no inline script at
+/// all. `blob:` media is the player's own Media Source (made in the page, fed from here).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+style-src 'self'; img-src 'self'; media-src 'self' blob:; connect-src 'self'; frame-src 'self'; \
+form-action 'self'; frame-ancestors 'self'; base-uri 'none'";
 
 /// The policy for a page with one inline `<style nonce=…>` (name colours). Still no script.
 pub fn csp_with_style_nonce(nonce: &str) -> String {

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::counters::DeliveryCounters;
 use crate::deadline_io::DeadlineIo;
@@ -45,6 +44,11 @@ impl Default for ServerLimits {
     }
 }
 
+/// Resolves once `rx` holds `true` (or its sender is gone).
+pub(crate) async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
 /// Serves `app` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -54,7 +58,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Graceful shutdown by hand (hyper-util's helper cannot watch upgradeable connections):
+    // `stopping` tells every connection to finish its request and close; each task holds a
+    // clone of `open_tx`, so `open_rx` ends when the last one is done.
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
     let service = TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -98,15 +106,30 @@ pub async fn serve(
             limits.write_stall_timeout,
             Some(counters.clone()),
         ));
-        let conn = builder.serve_connection(io, service.clone());
-        let conn = graceful.watch(conn);
+        // With upgrades: `/live` turns its connection into a WebSocket (see [`crate::live`],
+        // which has limits and a shutdown of its own).
+        let conn = builder
+            .serve_connection(io, service.clone())
+            .with_upgrades();
+        let mut stopping = stopping_rx.clone();
+        let open = open_tx.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = wait_true(&mut stopping) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
             drop(permit);
+            drop(open);
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let _ = stopping_tx.send(true);
+    drop(open_tx);
+    if tokio::time::timeout(limits.shutdown_grace, open_rx.recv())
         .await
         .is_err()
     {

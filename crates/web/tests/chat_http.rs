@@ -46,6 +46,7 @@ async fn start_with(config: RoomConfig, live: bool) -> TestServer {
         title: room::Title::default(),
         room: room.clone(),
         counters: counters.clone(),
+        live: web::LiveHub::new(100),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

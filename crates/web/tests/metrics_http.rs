@@ -16,6 +16,7 @@ fn sources() -> MetricsSources {
         room: room::Room::open(room::RoomConfig::default()).unwrap(),
         counters: Arc::new(web::DeliveryCounters::default()),
         tor: Some(Arc::new(|| TorStatus::Published)),
+        live: None,
     }
 }
 

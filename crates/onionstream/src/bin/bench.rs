@@ -149,6 +149,7 @@ async fn in_process_server_with(
         title: room::Title::default(),
         room,
         counters: counters.clone(),
+        live: web::LiveHub::new(100_000),
     };
     tokio::spawn(web::serve(
         listener,
