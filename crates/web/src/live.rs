@@ -32,6 +32,14 @@ use crate::AppState;
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame (and message) a client may send; larger ones close that socket (1009).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// Each socket's read buffer. The WebSocket layer's default (128 KiB) would be most of a
+/// connected client's memory; client frames are small and rare, so 4 KiB reads suffice.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Bytes gathered before a write is flushed to the peer (messages are sent and flushed
+/// one by one, so this only bounds the batching).
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Live sockets of one visitor (token) at once: a few tabs.
 pub const MAX_SOCKETS_PER_VISITOR: usize = 4;
 /// The server sends a `ping` this often; the client answers `pong`.
@@ -55,6 +63,7 @@ const USERS_EVERY: Duration = Duration::from_secs(3);
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
     pub const BANNED: u16 = 4001;
     pub const PRIVATE: u16 = 4003;
     pub const LAGGED: u16 = 4008;
@@ -259,6 +268,8 @@ pub async fn live(
         Err(e) => return e.into_response(),
     };
     upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
@@ -335,7 +346,13 @@ impl Session {
                 SEND_TIMEOUT,
                 socket.send(Message::Close(Some(CloseFrame {
                     code,
-                    reason: reason.into(),
+                    // A close frame holds at most 123 bytes of reason (RFC 6455, 5.5).
+                    reason: reason
+                        .char_indices()
+                        .take_while(|(i, c)| i + c.len_utf8() <= 123)
+                        .map(|(_, c)| c)
+                        .collect::<String>()
+                        .into(),
                 }))),
             )
             .await;
@@ -365,7 +382,17 @@ impl Session {
         loop {
             let out: Vec<Value> = tokio::select! {
                 frame = socket.recv() => match frame {
-                    None | Some(Err(_)) => return End::Gone,
+                    None => return End::Gone,
+                    // The WebSocket layer refuses a frame over MAX_FRAME_BYTES with a
+                    // "space limit" error and can still send a close frame; any other
+                    // error means the peer is gone.
+                    Some(Err(e)) if e.to_string().contains("Space limit exceeded") => {
+                        return End::Close(
+                            close::TOO_BIG,
+                            format!("Frame too large (limit {MAX_FRAME_BYTES} bytes)."),
+                        )
+                    }
+                    Some(Err(_)) => return End::Gone,
                     Some(Ok(frame)) => {
                         self.heard = Instant::now();
                         match self.on_frame(frame).await {
@@ -666,21 +693,24 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: Message) -> Result<Vec<Value>, End> {
-        let text = match frame {
-            Message::Text(t) => t,
-            Message::Close(_) => return Err(End::Gone),
-            // The WebSocket layer answers pings itself.
-            Message::Ping(_) | Message::Pong(_) => return Ok(vec![]),
-            Message::Binary(_) => {
-                return self.bad_frame("binary frames are not part of the protocol")
-            }
-        };
+        if matches!(frame, Message::Close(_)) {
+            return Err(End::Gone);
+        }
+        // Every frame the peer sends costs budget, WebSocket pings included.
         if !self.spend() {
             return Err(End::Close(
                 close::POLICY,
                 "Too many frames; slow down.".into(),
             ));
         }
+        let text = match frame {
+            Message::Text(t) => t,
+            // The WebSocket layer answers pings itself.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return Ok(vec![]),
+            Message::Binary(_) => {
+                return self.bad_frame("binary frames are not part of the protocol")
+            }
+        };
         let request: ClientFrame = match serde_json::from_str(text.as_str()) {
             Ok(r) => r,
             Err(e) => return self.bad_frame(&format!("not a protocol message: {e}")),
