@@ -1,7 +1,12 @@
-//! A real Firefox driven through geckodriver (WebDriver), headless, JavaScript off, with every
-//! background service of the browser switched off and a proxy "trap" for any host that is
-//! not loopback. Each [`Browser`] has its own geckodriver, Firefox and profile, all killed by
-//! pid when it is dropped (also when a test panics).
+//! A real Firefox driven through geckodriver (WebDriver), headless, JavaScript off unless asked
+//! for ([`Browser::start_with`]), with every background service of the browser switched off
+//! and a proxy "trap" for any host that is not loopback. Each [`Browser`] has its own
+//! geckodriver, Firefox and profile, all killed by pid when it is dropped (also when a test
+//! panics).
+//!
+//! Used by several test files (`#[path = "browser/harness.rs"] mod harness;`), each using a
+//! part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -147,13 +152,31 @@ impl ProxyTrap {
     }
 }
 
-/// The Firefox prefs of every test browser: no JavaScript, autoplay allowed, and no
+/// How a test browser is set up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// JavaScript on. Off (the default) is like Tor Browser at "Safest". On, the console
+    /// messages of pages also go to geckodriver's log (see [`Browser::console_errors`]).
+    pub javascript: bool,
+}
+
+/// The Firefox prefs of a test browser with JavaScript off: autoplay allowed, and no
 /// background networking of any kind; whatever still tries to reach a non-loopback host
 /// goes to the proxy trap at `trap_port`.
 pub fn prefs(trap_port: u16) -> Map<String, Value> {
+    prefs_with(trap_port, Options::default())
+}
+
+/// [`prefs`] for a browser set up as `options` says (with JavaScript on, pages' console
+/// messages are printed to the log).
+pub fn prefs_with(trap_port: u16, options: Options) -> Map<String, Value> {
     let p = json!({
-        // What the tests are about: the page must work like Tor Browser at "Safest".
-        "javascript.enabled": false,
+        // What the tests are about: by default the page must work like Tor Browser at
+        // "Safest" (JavaScript off).
+        "javascript.enabled": options.javascript,
+        // Pages' console messages (console.log, console.error, ...) are printed to Firefox's
+        // stdout, which is geckodriver's log; see `Browser::console_errors`.
+        "devtools.console.stdout.content": options.javascript,
         "media.autoplay.default": 0,
         "media.autoplay.blocking_policy": 0,
         // Every non-loopback host goes to the trap (HTTP, HTTPS, and SOCKS for the rest);
@@ -271,10 +294,16 @@ pub fn prefs(trap_port: u16) -> Map<String, Value> {
         "browser.translations.enable": false,
         "browser.ml.enable": false,
     });
-    match p {
-        Value::Object(m) => m,
-        _ => unreachable!(),
+    let Value::Object(mut m) = p else {
+        unreachable!()
+    };
+    if options.javascript {
+        // geckodriver turns the browser's own console output on: off, the browser's errors
+        // (e.g. about the dummy remote settings server above) stay out of the log, but for
+        // its console instances (see `is_page_error`).
+        m.insert("devtools.console.stdout.chrome".into(), json!(false));
     }
+    m
 }
 
 /// One geckodriver with one Firefox session; both (and every process below them) are killed
@@ -298,8 +327,20 @@ impl Driver {
 }
 
 impl Browser {
-    /// Starts geckodriver on a free port and a headless Firefox session through it.
+    /// Starts geckodriver on a free port and a headless Firefox session through it, with
+    /// JavaScript off.
     pub async fn start(name: &str, trap: &ProxyTrap) -> Browser {
+        Browser::start_with(name, trap, Options::default()).await
+    }
+
+    /// [`Browser::start`] with JavaScript on (and pages' console messages in [`Browser::log`]).
+    pub async fn start_js(name: &str, trap: &ProxyTrap) -> Browser {
+        Browser::start_with(name, trap, Options { javascript: true }).await
+    }
+
+    /// Starts geckodriver on a free port and a headless Firefox session through it, set up
+    /// as `options` says.
+    pub async fn start_with(name: &str, trap: &ProxyTrap, options: Options) -> Browser {
         let geckodriver = geckodriver_path();
         let firefox = firefox_path();
         let profile_root = std::env::temp_dir().join(format!(
@@ -364,7 +405,7 @@ impl Browser {
                 json!({
                     "binary": firefox,
                     "args": ["-headless", "-no-remote"],
-                    "prefs": prefs(trap.port),
+                    "prefs": prefs_with(trap.port, options),
                     "env": {
                         "MOZ_HEADLESS": "1",
                         "MOZ_CRASHREPORTER_DISABLE": "1",
@@ -384,10 +425,14 @@ impl Browser {
             match client {
                 Ok(Ok(client)) => {
                     client.set_window_size(1280, 900).await.unwrap();
-                    return Browser {
+                    let browser = Browser {
                         client,
                         driver: guard,
                     };
+                    if options.javascript {
+                        browser.install_csp_reporter(addr).await;
+                    }
+                    return browser;
                 }
                 Ok(Err(e)) => {
                     panic!(
@@ -402,9 +447,54 @@ impl Browser {
         panic!("{last_error}");
     }
 
+    /// Installs (temporarily, unpacked) a tiny extension whose content script, in every page
+    /// and frame from its very start, writes each `securitypolicyviolation` as a
+    /// `console.error`. Firefox itself prints CSP violations only to the web console, never to
+    /// stdout; this makes them reach geckodriver's log like the page's other errors.
+    async fn install_csp_reporter(&self, driver: SocketAddr) {
+        let dir = self.driver.profile_root.join("csp-reporter");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("manifest.json"), CSP_REPORTER_MANIFEST).unwrap();
+        std::fs::write(dir.join("content.js"), CSP_REPORTER_SCRIPT).unwrap();
+        let session = self
+            .client
+            .session_id()
+            .await
+            .unwrap()
+            .expect("a session id");
+        let body = json!({ "path": dir, "temporary": true }).to_string();
+        let (status, answer) = tokio::task::spawn_blocking(move || {
+            http_post(
+                driver,
+                &format!("/session/{session}/moz/addon/install"),
+                &body,
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            status,
+            200,
+            "geckodriver did not install the CSP reporter: {answer}\n{}",
+            self.log()
+        );
+    }
+
     /// geckodriver's (and Firefox's) log so far.
     pub fn log(&self) -> String {
         self.driver.log()
+    }
+
+    /// The lines of [`Browser::log`] that are errors of the pages (see [`is_page_error`]):
+    /// uncaught exceptions and unhandled rejections, `console.error` calls, and (in a browser
+    /// with JavaScript on) Content-Security-Policy violations. Empty for a browser with
+    /// JavaScript off, whose pages print nothing.
+    pub fn console_errors(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| is_page_error(l))
+            .map(str::to_string)
+            .collect()
     }
 
     /// A PNG of the whole viewport, saved under `target/browser-artifacts/`.
@@ -418,6 +508,84 @@ impl Browser {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.client.clone().close()).await;
         drop(self);
     }
+}
+
+/// Whether a line of geckodriver's log is an error of a page. What Firefox ESR prints:
+///
+/// - an uncaught exception or unhandled rejection (`browser.dom.window.dump.enabled`, on by
+///   geckodriver): `JavaScript error: http://127.0.0.1:8080/static/app.js, line 3: TypeError:
+///   x is undefined` (the browser's own scripts have `resource://`, `chrome://` or `moz-src:`
+///   addresses there, and are left out);
+/// - `console.error("boom", 42)` (`devtools.console.stdout.content`): `console.error: "boom"
+///   42` (strings quoted, arguments separated by spaces; an object or a stack may continue on
+///   the next lines, which are not returned). The browser's own console instances print even
+///   with `devtools.console.stdout.chrome` off, as `console.error: RSLoader: ` + lines (a bare
+///   name, then a colon): left out;
+/// - a CSP violation, which Firefox prints nowhere but the web console: written by the
+///   harness's reporter extension as `console.error: "Content-Security-Policy: enforce
+///   img-src blocked http://other.example/x.png in http://127.0.0.1:8080/ line 2; policy:
+///   default-src 'none'; ..."` (`blocked inline` for an inline script or style; `report`
+///   instead of `enforce` for a report-only policy; `; sample: ...` at the end when the
+///   policy has `'report-sample'`).
+pub fn is_page_error(line: &str) -> bool {
+    if let Some(rest) = line.strip_prefix("JavaScript error: ") {
+        return !["resource://", "chrome://", "moz-src:", "jar:"]
+            .iter()
+            .any(|p| rest.starts_with(p));
+    }
+    let Some(rest) = line.strip_prefix("console.error: ") else {
+        return false;
+    };
+    // The browser's own console instances always print, as `console.error: RSLoader: ...`:
+    // a bare name and a colon, which a page's arguments (strings quoted) never start with.
+    let prefix_len = rest
+        .find(|ch: char| !(ch.is_ascii_alphanumeric() || "_.-".contains(ch)))
+        .unwrap_or(rest.len());
+    !(prefix_len > 0 && rest[prefix_len..].starts_with(':'))
+}
+
+const CSP_REPORTER_MANIFEST: &str = r#"{
+  "manifest_version": 2,
+  "name": "CSP violations to the console (onionstream tests)",
+  "version": "1.0",
+  "browser_specific_settings": { "gecko": { "id": "csp-reporter@onionstream.test" } },
+  "content_scripts": [{
+    "matches": ["<all_urls>"],
+    "js": ["content.js"],
+    "run_at": "document_start",
+    "all_frames": true,
+    "match_about_blank": true
+  }]
+}
+"#;
+
+const CSP_REPORTER_SCRIPT: &str = r#"document.addEventListener("securitypolicyviolation", (e) => {
+  console.error("Content-Security-Policy: " + e.disposition + " " + e.effectiveDirective +
+    " blocked " + (e.blockedURI || "(none)") + " in " + e.documentURI + " line " + e.lineNumber +
+    "; policy: " + e.originalPolicy + (e.sample ? "; sample: " + e.sample : ""));
+}, true);
+"#;
+
+/// A POST with a JSON body over a fresh connection; the status and the answer.
+fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
 }
 
 /// Pids of `root` and everything below it (children first), from /proc.

@@ -1,0 +1,573 @@
+//! The page with JavaScript on, in a real browser: headless Firefox ESR (the base of Tor
+//! Browser, here at its "Standard" level) through geckodriver, with a proxy trap catching any
+//! request to another host. The live parts run over one WebSocket (`docs/WEBSOCKET.md`), the
+//! video through Media Source Extensions.
+//!
+//! Needs `geckodriver` and Firefox (see `browser.rs`); fails, never skips, without them.
+//! Screenshots go to `target/browser-artifacts/`.
+
+#![recursion_limit = "512"]
+
+mod common;
+
+#[path = "browser/harness.rs"]
+mod harness;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fantoccini::key::Key;
+use fantoccini::{Client, Locator};
+use harness::{Browser, ProxyTrap};
+use serde_json::{json, Value};
+
+use common::*;
+
+/// No captchas, no minimum interval between messages.
+const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
+
+async fn js_browser(name: &str, trap: &ProxyTrap) -> Browser {
+    Browser::start_js(name, trap).await
+}
+
+/// Runs `script` (a function body) in the page and returns its value.
+async fn eval(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Polls `script` until it returns something truthy (or panics after `within`).
+async fn wait_until(c: &Client, script: &str, within: Duration, what: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = eval(c, script).await;
+        let truthy =
+            !matches!(v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("");
+        if truthy {
+            return v;
+        }
+        if start.elapsed() > within {
+            let _ = std::fs::write(
+                harness::artifacts_dir().join(format!("timeout-{}.html", what.replace(' ', "-"))),
+                c.source().await.unwrap_or_default(),
+            );
+            panic!("{what}: not within {within:?} (last value {v})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Opens `path` and waits until the live parts run (the socket's hello arrived).
+async fn open_live(b: &Browser, server: &Server, path: &str) {
+    b.client
+        .goto(&format!("http://{}{path}", server.addr))
+        .await
+        .unwrap();
+    wait_until(
+        &b.client,
+        "return document.documentElement.classList.contains('live')",
+        Duration::from_secs(20),
+        "the page went live",
+    )
+    .await;
+}
+
+/// The texts of the live chat's messages.
+async fn live_messages(c: &Client) -> Vec<String> {
+    let v = eval(
+        c,
+        "return [...document.querySelectorAll('#live-messages li.message .text')].map(e => e.textContent)",
+    )
+    .await;
+    serde_json::from_value(v).unwrap()
+}
+
+/// Types `text` into the live message box and presses Enter.
+async fn send_message(c: &Client, text: &str) {
+    let area = c.find(Locator::Id("live-text")).await.unwrap();
+    area.send_keys(text).await.unwrap();
+    area.send_keys(&Key::Enter.to_string()).await.unwrap();
+}
+
+fn assert_clean(b: &Browser, trap: &ProxyTrap) {
+    let hits = trap.hits();
+    assert!(
+        hits.is_empty(),
+        "the browser tried to reach other hosts: {hits:?}"
+    );
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "errors in the page: {errors:#?}");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_plays_through_media_source_and_stays_near_live() {
+    let server = Server::start(&[], Some(NO_CAPTCHA)).await;
+    server.wait_live(Duration::from_secs(15)).await;
+    let trap = ProxyTrap::start();
+    let b = js_browser("js-player", &trap).await;
+    open_live(&b, &server, "/").await;
+    let c = &b.client;
+    // The refreshing frames are gone (they would refresh for nothing); the live parts show.
+    assert_eq!(
+        eval(c, "return document.querySelectorAll('iframe').length").await,
+        json!(0)
+    );
+    assert_eq!(
+        eval(c, "return document.getElementById('chat-live').hidden").await,
+        json!(false)
+    );
+    // Media Source Extensions play the stream: a blob: source, and time moves.
+    wait_until(
+        c,
+        "const v = document.querySelector('video'); return v.currentTime > 0.5 && document.querySelector('.player').dataset.mode === 'mse'",
+        Duration::from_secs(20),
+        "the MSE player started",
+    )
+    .await;
+    let src = eval(c, "return document.querySelector('video').src").await;
+    assert!(
+        src.as_str().unwrap().starts_with("blob:"),
+        "MSE source: {src}"
+    );
+    let t0 = eval(c, "return document.querySelector('video').currentTime").await;
+    // Latency at the playhead (wall clock minus media time, newest media taken as live),
+    // sampled every 250 ms for 10 s.
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Some(l) = eval(
+            c,
+            "return document.querySelector('.player').dataset.latency",
+        )
+        .await
+        .as_str()
+        .and_then(|s| s.parse::<f64>().ok())
+        {
+            samples.push(l);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let t1 = eval(c, "return document.querySelector('video').currentTime").await;
+    let advanced = t1.as_f64().unwrap() - t0.as_f64().unwrap();
+    assert!(advanced > 8.0, "the video advanced {advanced} s in 10 s");
+    samples.sort_by(f64::total_cmp);
+    assert!(samples.len() > 20, "latency samples: {samples:?}");
+    let (p50, max) = (percentile(&samples, 0.5), *samples.last().unwrap());
+    println!(
+        "MSE player latency (wall clock - media time at the playhead): p50 {p50:.2} s, \
+         p90 {:.2} s, max {max:.2} s over {} samples",
+        percentile(&samples, 0.9),
+        samples.len()
+    );
+    // The indicator shows it to the viewer.
+    let shown = eval(c, "return document.getElementById('latency').textContent").await;
+    assert!(shown.as_str().unwrap().ends_with(" s"), "{shown}");
+    assert!(
+        p50 < 5.0,
+        "the player stays near live (target 2 s): p50 {p50:.2} s"
+    );
+    b.save_screenshot("js-page.png").await;
+    let dropped = eval(
+        c,
+        "const q = document.querySelector('video').getVideoPlaybackQuality(); return [q.droppedVideoFrames, q.totalVideoFrames]",
+    )
+    .await;
+    println!("dropped/total video frames: {dropped}");
+    assert_clean(&b, &trap);
+    b.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_appears_live_in_another_browser_without_reloading() {
+    let server = Server::start(&[], Some(NO_CAPTCHA)).await;
+    server.wait_live(Duration::from_secs(15)).await;
+    let trap = ProxyTrap::start();
+    let (a, b) = tokio::join!(
+        js_browser("js-chat-a", &trap),
+        js_browser("js-chat-b", &trap)
+    );
+    tokio::join!(open_live(&a, &server, "/"), open_live(&b, &server, "/"));
+    // Marks B's document: a reload would lose the mark.
+    eval(&b.client, "window.notReloaded = true; return true").await;
+
+    let text = format!("live hello {}", std::process::id());
+    send_message(&a.client, &text).await;
+    let sent = Instant::now();
+    let script = format!(
+        "return [...document.querySelectorAll('#live-messages li.message .text')].some(e => e.textContent === {})",
+        json!(text)
+    );
+    wait_until(
+        &b.client,
+        &script,
+        Duration::from_secs(4),
+        "B shows A's message",
+    )
+    .await;
+    let delay = sent.elapsed();
+    println!("message seen by B {delay:?} after A pressed Enter");
+    assert_eq!(
+        eval(&b.client, "return window.notReloaded === true").await,
+        json!(true),
+        "B's page was not reloaded"
+    );
+    // A's box is empty again and A sees its own message once.
+    wait_until(
+        &a.client,
+        &script,
+        Duration::from_secs(4),
+        "A shows its message",
+    )
+    .await;
+    assert_eq!(
+        eval(
+            &a.client,
+            "return document.getElementById('live-text').value"
+        )
+        .await,
+        json!("")
+    );
+    let mine: Vec<String> = live_messages(&a.client).await;
+    assert_eq!(mine.iter().filter(|t| **t == text).count(), 1, "{mine:?}");
+    a.save_screenshot("js-chat-a.png").await;
+    b.save_screenshot("js-chat-b.png").await;
+
+    // The title changes live too (through the console, as the broadcaster would).
+    let (code, _, err) = ctl(&server.data_dir, &["title", "set", "Live title test"]);
+    assert_eq!(code, 0, "{err}");
+    wait_until(
+        &b.client,
+        "return document.getElementById('live-title').textContent === 'Live title test' && document.title === 'Live title test'",
+        Duration::from_secs(4),
+        "the new title shows",
+    )
+    .await;
+    assert_clean(&a, &trap);
+    assert_clean(&b, &trap);
+    tokio::join!(a.quit(), b.quit());
+    server.stop().await;
+}
+
+fn ctl(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("ctl")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The answer the server wrote for captcha `id` (hidden flag `--test-captcha-answers`).
+fn captcha_answer(file: &Path, id: &str) -> String {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .rev()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(i, _)| *i == id)
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_else(|| panic!("no answer for captcha {id} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_captcha_shows_and_is_answered_on_the_live_page() {
+    let answers = temp_dir("captcha-answers").join("answers.txt");
+    let answers_arg = answers.to_str().unwrap().to_string();
+    // Default rules: the first message needs a captcha.
+    let server = Server::start(&["--test-captcha-answers", &answers_arg], None).await;
+    server.wait_live(Duration::from_secs(15)).await;
+    let trap = ProxyTrap::start();
+    let b = js_browser("js-captcha", &trap).await;
+    open_live(&b, &server, "/").await;
+    let c = &b.client;
+    // The picture is there and loaded.
+    wait_until(
+        c,
+        "const i = document.getElementById('live-captcha-img'); return !document.getElementById('live-captcha').hidden && i.complete && i.naturalWidth > 0",
+        Duration::from_secs(10),
+        "the captcha picture shows",
+    )
+    .await;
+    let id_of = |src: Value| {
+        let src = src.as_str().unwrap().to_string();
+        let file = src.rsplit('/').next().unwrap();
+        file.split(".png").next().unwrap().to_string()
+    };
+    let first = id_of(eval(c, "return document.getElementById('live-captcha-img').src").await);
+
+    // A wrong answer: a notice, the message stays in the box, a new picture.
+    let text = format!("captcha'd hello {}", std::process::id());
+    c.find(Locator::Id("live-captcha-answer"))
+        .await
+        .unwrap()
+        .send_keys("wrong")
+        .await
+        .unwrap();
+    send_message(c, &text).await;
+    let notice = wait_until(
+        c,
+        "const n = document.getElementById('live-form-notice'); return !n.hidden && n.textContent",
+        Duration::from_secs(5),
+        "a notice after a wrong answer",
+    )
+    .await;
+    println!("notice after a wrong answer: {notice}");
+    assert!(
+        notice.as_str().unwrap().to_lowercase().contains("captcha"),
+        "{notice}"
+    );
+    assert_eq!(
+        eval(c, "return document.getElementById('live-text').value").await,
+        json!(text),
+        "the message is kept"
+    );
+    assert!(live_messages(c).await.is_empty());
+    b.save_screenshot("js-captcha-wrong.png").await;
+
+    // The right answer (as a person reads it from the picture).
+    let second = id_of(
+        wait_until(
+            c,
+            &format!(
+                "const s = document.getElementById('live-captcha-img').src; return s.includes({}) ? null : s",
+                json!(first)
+            ),
+            Duration::from_secs(5),
+            "a new captcha after a wrong answer",
+        )
+        .await,
+    );
+    let answer = captcha_answer(&answers, &second);
+    let field = c.find(Locator::Id("live-captcha-answer")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(&answer).await.unwrap();
+    c.find(Locator::Id("live-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let script = format!(
+        "return [...document.querySelectorAll('#live-messages li.message .text')].some(e => e.textContent === {})",
+        json!(text)
+    );
+    wait_until(
+        c,
+        &script,
+        Duration::from_secs(5),
+        "the message after the captcha",
+    )
+    .await;
+    assert_eq!(
+        eval(c, "return document.getElementById('live-captcha').hidden").await,
+        json!(true),
+        "no captcha for the next message"
+    );
+    b.save_screenshot("js-captcha-solved.png").await;
+    assert_clean(&b, &trap);
+    b.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broadcasters_hide_and_ban_act_on_a_viewers_live_page() {
+    let server = Server::start(&[], Some(NO_CAPTCHA)).await;
+    server.wait_live(Duration::from_secs(15)).await;
+    let (code, out, err) = ctl(&server.data_dir, &["--json", "login"]);
+    assert_eq!(code, 0, "{err}");
+    let login: Value = serde_json::from_str(out.trim()).unwrap();
+    let broadcaster_path = login["path"].as_str().unwrap().to_string();
+    let trap = ProxyTrap::start();
+    let (bc, v) = tokio::join!(
+        js_browser("js-broadcaster", &trap),
+        js_browser("js-viewer", &trap)
+    );
+    tokio::join!(
+        open_live(&bc, &server, &broadcaster_path),
+        open_live(&v, &server, "/")
+    );
+    assert!(bc.client.find(Locator::Id("broadcaster")).await.is_ok());
+
+    let first = format!("first from viewer {}", std::process::id());
+    let second = format!("second from viewer {}", std::process::id());
+    send_message(&v.client, &first).await;
+    // (min_interval is 0; wait for the first to show before sending the second.)
+    let shows = |t: &str| {
+        format!(
+            "return [...document.querySelectorAll('#live-messages li.message .text')].some(e => e.textContent === {})",
+            json!(t)
+        )
+    };
+    wait_until(
+        &v.client,
+        &shows(&first),
+        Duration::from_secs(5),
+        "viewer's first",
+    )
+    .await;
+    send_message(&v.client, &second).await;
+    wait_until(
+        &bc.client,
+        &shows(&second),
+        Duration::from_secs(5),
+        "broadcaster sees both",
+    )
+    .await;
+
+    // Hide the first: gone from the viewer's page, marked on the broadcaster's.
+    let hide = format!(
+        "const li = [...document.querySelectorAll('#live-messages li.message')].find(l => l.querySelector('.text').textContent === {}); li.querySelector('button[data-action=hide]').click(); return true",
+        json!(first)
+    );
+    eval(&bc.client, &hide).await;
+    wait_until(
+        &v.client,
+        &format!(
+            "return ![...document.querySelectorAll('#live-messages li.message .text')].some(e => e.textContent === {})",
+            json!(first)
+        ),
+        Duration::from_secs(4),
+        "the hidden message leaves the viewer's page",
+    )
+    .await;
+    assert!(live_messages(&v.client).await.contains(&second));
+    wait_until(
+        &bc.client,
+        &format!(
+            "const li = [...document.querySelectorAll('#live-messages li.message')].find(l => l.querySelector('.text').textContent === {}); return li && li.classList.contains('is-hidden')",
+            json!(first)
+        ),
+        Duration::from_secs(4),
+        "the broadcaster sees it marked hidden",
+    )
+    .await;
+    bc.save_screenshot("js-broadcaster-hid.png").await;
+
+    // Ban the viewer: their live connection closes with the reason, the page says so.
+    let ban = format!(
+        "const li = [...document.querySelectorAll('#live-messages li.message')].find(l => l.querySelector('.text').textContent === {}); li.querySelector('button[data-action=ban]').click(); return true",
+        json!(second)
+    );
+    eval(&bc.client, &ban).await;
+    let notice = wait_until(
+        &v.client,
+        "const n = document.getElementById('live-notice'); return !n.hidden && n.textContent",
+        Duration::from_secs(4),
+        "the viewer is told of the ban",
+    )
+    .await;
+    assert!(notice.as_str().unwrap().contains("banned"), "{notice}");
+    // The viewer's page is back on the no-JS frames, whose form says the same.
+    wait_until(
+        &v.client,
+        "return document.querySelectorAll('iframe').length >= 3",
+        Duration::from_secs(4),
+        "the frames are back",
+    )
+    .await;
+    v.client
+        .find(Locator::Css("iframe.chat-form-frame"))
+        .await
+        .unwrap()
+        .enter_frame()
+        .await
+        .unwrap();
+    let banned = wait_until(
+        &v.client,
+        "const b = document.getElementById('banned'); return b && b.textContent",
+        Duration::from_secs(5),
+        "the form frame says banned",
+    )
+    .await;
+    assert!(banned.as_str().unwrap().contains("banned"));
+    v.client.enter_parent_frame().await.unwrap();
+    v.save_screenshot("js-viewer-banned.png").await;
+    assert_clean(&bc, &trap);
+    assert_clean(&v, &trap);
+    tokio::join!(bc.quit(), v.quit());
+    server.stop().await;
+}
+
+/// The seed's `stream.sh` in short: real-time test pattern to HLS fMP4 in `dir`.
+fn hls_writer(dir: &Path) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args("-c:v libx264 -preset ultrafast -tune zerolatency -g 30 -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 64k".split(' '))
+        .args("-f hls -hls_init_time 0 -hls_time 1 -hls_list_size 30 -hls_flags delete_segments -hls_segment_type fmp4".split(' '))
+        .arg(dir.join("stream.m3u8"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_follows_the_stream_going_live_and_offline_without_reloading() {
+    let folder = temp_dir("js-folder");
+    let source = format!("folder:{}", folder.display());
+    let server = Server::start(
+        &["--source", &source],
+        Some("[delivery]\noffline_after_secs = 3\n"),
+    )
+    .await;
+    let trap = ProxyTrap::start();
+    let b = js_browser("js-offline", &trap).await;
+    open_live(&b, &server, "/").await;
+    let c = &b.client;
+    eval(c, "window.notReloaded = true; return true").await;
+    assert_eq!(
+        eval(
+            c,
+            "return document.getElementById('live-state').textContent"
+        )
+        .await,
+        json!("OFFLINE")
+    );
+    assert_eq!(
+        eval(c, "return document.querySelector('video')").await,
+        Value::Null
+    );
+
+    // The broadcaster starts streaming: the page goes live and plays, by itself.
+    let mut writer = hls_writer(&folder);
+    wait_until(
+        c,
+        "const v = document.querySelector('video'); return document.getElementById('live-state').textContent === 'LIVE' && v && v.currentTime > 1",
+        Duration::from_secs(40),
+        "the page plays once the stream is live",
+    )
+    .await;
+    b.save_screenshot("js-went-live.png").await;
+
+    // The broadcaster stops: the page says offline, still without a reload.
+    let _ = writer.kill().await;
+    wait_until(
+        c,
+        "const o = document.querySelector('.offline-overlay'); return document.getElementById('live-state').textContent === 'OFFLINE' && o && !o.hidden",
+        Duration::from_secs(20),
+        "the page shows the stream offline",
+    )
+    .await;
+    b.save_screenshot("js-went-offline.png").await;
+    assert_eq!(
+        eval(c, "return window.notReloaded === true").await,
+        json!(true),
+        "the page was never reloaded"
+    );
+    assert_clean(&b, &trap);
+    b.quit().await;
+    server.stop().await;
+}
