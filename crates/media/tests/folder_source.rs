@@ -462,15 +462,17 @@ async fn a_garbage_truncated_or_missing_segment_is_skipped_and_the_stream_goes_o
     let source = Running::folder(&dir, &store);
 
     write_playlist(&dir, 0, "init.mp4", &["s0.m4s", "s1.m4s"], false);
+    // Online comes with the first segment; wait for both (a loaded machine reads them apart).
+    let both = rec.fragments_in(0) + rec.fragments_in(1);
     with_timeout(
         Duration::from_secs(10),
-        wait_until("the stream is online", Duration::from_secs(10), || {
-            store.status().online
+        wait_until("both segments are read", Duration::from_secs(10), || {
+            store.status().online && store.counters().fragments >= both
         }),
     )
     .await;
     let before = store.counters().fragments;
-    assert_eq!(before, rec.fragments_in(0) + rec.fragments_in(1));
+    assert_eq!(before, both);
 
     // s2 becomes garbage, s3 loses its second half, s4 is named but never written.
     std::fs::write(dir.join("s2.m4s"), b"this is not a segment at all").unwrap();
