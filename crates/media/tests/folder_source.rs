@@ -688,3 +688,70 @@ async fn a_folder_that_appears_later_or_comes_back_is_picked_up() {
     assert_eq!(store.current_epoch().unwrap().id, 1);
     assert!(source.still_running());
 }
+
+/// A writer restarted with other settings rewrites the init segment before its first
+/// playlist: for about a segment's length the folder holds the new init beside the old run's
+/// playlist. The old run's segments must never be served under the new init (a viewer's
+/// decoder would be fed 320x240 pictures described as 480x270). CI saw this on a busy machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_init_beside_the_old_playlist_never_takes_the_old_segments() {
+    let tmp = TempDir::new("new-init");
+    let dir = tmp.subdir("hls");
+    let (old_dir, new_dir) = (tmp.subdir("old"), tmp.subdir("new"));
+    let (old, new) = tokio::join!(
+        Recorded::make(&old_dir, "320x240"),
+        Recorded::make(&new_dir, "480x270")
+    );
+    std::fs::write(dir.join("init.mp4"), &old.init).unwrap();
+    for (i, seg) in old.segments.iter().enumerate() {
+        std::fs::write(dir.join(format!("stream{i}.m4s")), seg).unwrap();
+    }
+    let store = SegmentStore::new(StoreConfig::default());
+    let _source = Running::folder(&dir, &store);
+    let names: Vec<String> = (0..6).map(|i| format!("stream{i}.m4s")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    write_playlist(&dir, 0, "init.mp4", &names, false);
+    with_timeout(
+        Duration::from_secs(10),
+        wait_until("the first run is online", Duration::from_secs(10), || {
+            store.status().online
+        }),
+    )
+    .await;
+    settle().await;
+    let first_epoch = store.current_epoch().unwrap().id;
+
+    // The restarted writer: the new init first, its first segment and playlist a while later.
+    // Meanwhile the source reads the old playlist once more (the dying writer's last rename,
+    // noticed late on a busy machine).
+    sleep(Duration::from_millis(50)).await; // the init's time stamp is after the segments'
+    std::fs::write(dir.join("init.mp4"), &new.init).unwrap();
+    write_playlist(&dir, 0, "init.mp4", &names, false);
+    settle().await;
+    settle().await;
+    std::fs::write(dir.join("stream0.m4s"), &new.segments[0]).unwrap();
+    write_playlist(&dir, 0, "init.mp4", &["stream0.m4s"], false);
+    with_timeout(
+        Duration::from_secs(10),
+        wait_until(
+            "the new run's first segment is in",
+            Duration::from_secs(10),
+            || {
+                store.current_epoch().is_some_and(|e| e.id > first_epoch)
+                    && store.snapshot().is_some_and(|(_, f)| {
+                        f.len() as u64 >= new.fragments_in(0) && store.status().online
+                    })
+            },
+        ),
+    )
+    .await;
+    settle().await;
+    let (epoch, held) = store.snapshot().unwrap();
+    assert_eq!(avcc(&epoch.init.bytes), avcc(&new.init), "the new init");
+    assert_eq!(
+        held.len() as u64,
+        new.fragments_in(0),
+        "only the new run's fragments are held under the new init"
+    );
+    assert_decodes(&store, &tmp.path("dump.mp4")).await;
+}

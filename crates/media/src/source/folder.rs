@@ -19,7 +19,9 @@
 //!
 //! A new run is recognised when the media sequence or the segment numbers go backwards, the
 //! init segment is rewritten (its size or modification time changes) or renamed, the playlist
-//! is deleted and recreated, or the playlist changes after it ended or went stale.
+//! is deleted and recreated, or the playlist changes after it ended or went stale. A new run
+//! never takes a listed segment finished before its init segment was written: that one
+//! belongs to the run before (the restarted writer rewrites the init before its first playlist).
 
 use std::collections::HashSet;
 use std::io::{self, Read};
@@ -719,8 +721,42 @@ impl Folder {
             run.ingest = Some(ingest);
             run.init = Some((init_path, init_stamp));
         }
-        let skip = playlist.segments.len().saturating_sub(LIVE_EDGE_SEGMENTS);
-        self.ingest_segments(path, &playlist.segments[skip..]).await;
+        let segments = self
+            .written_since(playlist.segments, init_stamp.modified)
+            .await;
+        let skip = segments.len().saturating_sub(LIVE_EDGE_SEGMENTS);
+        self.ingest_segments(path, &segments[skip..]).await;
+    }
+
+    /// The segments not finished before the init segment was written. A restarted writer
+    /// rewrites the init before its first playlist, so for a while (longer when this task
+    /// lags behind its events) the playlist read beside a new init is the previous run's:
+    /// its segments would reach viewers described by the wrong init (another resolution).
+    async fn written_since(
+        &self,
+        segments: Vec<PlaylistSegment>,
+        init_written: Option<SystemTime>,
+    ) -> Vec<PlaylistSegment> {
+        let Some(init_written) = init_written else {
+            return segments;
+        };
+        let mut kept = Vec::with_capacity(segments.len());
+        let mut older = 0;
+        for segment in segments {
+            let written = match self.resolve(&segment.uri).await {
+                Ok(file) => stamp(&file).await.and_then(|s| s.modified),
+                Err(_) => None, // ingest_segments says why
+            };
+            if written.is_some_and(|w| w < init_written) {
+                older += 1;
+            } else {
+                kept.push(segment);
+            }
+        }
+        if older > 0 {
+            debug!("folder source: {older} listed segments predate the init segment; not read");
+        }
+        kept
     }
 
     async fn continue_run(&mut self, path: &Path, playlist: MediaPlaylist) {
