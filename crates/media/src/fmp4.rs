@@ -167,6 +167,12 @@ fn need<'a>(
     data.get(range).ok_or(Fmp4Error::Truncated(kind))
 }
 
+/// `data` cut at the end of box `b` (whose offsets are into `data`), so that reading a field
+/// past the box's end is an error rather than a read of the next box.
+fn within<'a>(data: &'a [u8], b: &BoxRef) -> &'a [u8] {
+    &data[..b.end()]
+}
+
 fn be_u32(data: &[u8], at: usize, kind: &'static str) -> Result<u32, Fmp4Error> {
     Ok(u32::from_be_bytes(
         need(data, at..at + 4, kind)?.try_into().expect("4 bytes"),
@@ -223,16 +229,27 @@ impl InitSegment {
         for trak in children(data, moov.body(), b"trak")? {
             let tkhd = child(data, trak.body(), b"tkhd")?.ok_or(Fmp4Error::Missing("tkhd"))?;
             let tb = tkhd.body().start;
-            let version = *need(data, tb..tb + 1, "tkhd")?.first().expect("1 byte");
-            let id = be_u32(data, tb + if version == 1 { 20 } else { 12 }, "tkhd")?;
+            // Every field is read within its own box (`within`), never from the next one.
+            let version = *need(within(data, &tkhd), tb..tb + 1, "tkhd")?
+                .first()
+                .expect("1 byte");
+            let id = be_u32(
+                within(data, &tkhd),
+                tb + if version == 1 { 20 } else { 12 },
+                "tkhd",
+            )?;
             let mdia = child(data, trak.body(), b"mdia")?.ok_or(Fmp4Error::Missing("mdia"))?;
             let mdhd = child(data, mdia.body(), b"mdhd")?.ok_or(Fmp4Error::Missing("mdhd"))?;
             let mb = mdhd.body().start;
-            let version = need(data, mb..mb + 1, "mdhd")?[0];
-            let timescale = be_u32(data, mb + if version == 1 { 20 } else { 12 }, "mdhd")?;
+            let version = need(within(data, &mdhd), mb..mb + 1, "mdhd")?[0];
+            let timescale = be_u32(
+                within(data, &mdhd),
+                mb + if version == 1 { 20 } else { 12 },
+                "mdhd",
+            )?;
             let hdlr = child(data, mdia.body(), b"hdlr")?.ok_or(Fmp4Error::Missing("hdlr"))?;
             let hb = hdlr.body().start;
-            let kind = match need(data, hb + 8..hb + 12, "hdlr")? {
+            let kind = match need(within(data, &hdlr), hb + 8..hb + 12, "hdlr")? {
                 b"vide" => TrackKind::Video,
                 b"soun" => TrackKind::Audio,
                 _ => TrackKind::Other,
@@ -254,6 +271,7 @@ impl InitSegment {
         if let Some(mvex) = child(data, moov.body(), b"mvex")? {
             for trex in children(data, mvex.body(), b"trex")? {
                 let b = trex.body().start;
+                let data = within(data, &trex);
                 let id = be_u32(data, b + 4, "trex")?;
                 let duration = be_u32(data, b + 12, "trex")?;
                 let flags = be_u32(data, b + 20, "trex")?;
@@ -319,7 +337,11 @@ fn codecs_of(data: &[u8]) -> Result<Option<Vec<String>>, Fmp4Error> {
                 let Some(avcc) = child(data, inner, b"avcC")? else {
                     return Ok(None);
                 };
-                let b = need(data, avcc.body().start..avcc.body().start + 4, "avcC")?;
+                let b = need(
+                    within(data, &avcc),
+                    avcc.body().start..avcc.body().start + 4,
+                    "avcC",
+                )?;
                 format!(
                     "{}.{:02x}{:02x}{:02x}",
                     String::from_utf8_lossy(&entry.kind),
@@ -473,7 +495,9 @@ impl TrackRun {
     }
     /// Decode time just after the last sample, in nanoseconds.
     pub fn end_ns(&self) -> i128 {
-        ticks_to_ns(self.decode_time + self.duration, self.timescale)
+        // In i128: a hostile decode time plus duration may not fit a u64.
+        (i128::from(self.decode_time) + i128::from(self.duration)) * 1_000_000_000
+            / i128::from(self.timescale)
     }
 }
 
@@ -517,8 +541,9 @@ impl Fragment {
         for traf in children(data, top.body(), b"traf")? {
             let tfhd = child(data, traf.body(), b"tfhd")?.ok_or(Fmp4Error::Missing("tfhd"))?;
             let hb = tfhd.body().start;
-            let tf_flags = be_u32(data, hb, "tfhd")? & 0x00FF_FFFF;
-            let track_id = be_u32(data, hb + 4, "tfhd")?;
+            let tfhd_data = within(data, &tfhd);
+            let tf_flags = be_u32(tfhd_data, hb, "tfhd")? & 0x00FF_FFFF;
+            let track_id = be_u32(tfhd_data, hb + 4, "tfhd")?;
             let track = init
                 .track(track_id)
                 .ok_or(Fmp4Error::UnknownTrack(track_id))?;
@@ -531,7 +556,7 @@ impl Fragment {
             }
             let mut default_duration = track.default_sample_duration;
             if tf_flags & 0x08 != 0 {
-                default_duration = be_u32(data, p, "tfhd")?;
+                default_duration = be_u32(tfhd_data, p, "tfhd")?;
                 p += 4;
             }
             if tf_flags & 0x10 != 0 {
@@ -539,20 +564,23 @@ impl Fragment {
             }
             let mut default_flags = track.default_sample_flags;
             if tf_flags & 0x20 != 0 {
-                default_flags = be_u32(data, p, "tfhd")?;
+                default_flags = be_u32(tfhd_data, p, "tfhd")?;
             }
             let tfdt = child(data, traf.body(), b"tfdt")?.ok_or(Fmp4Error::Missing("tfdt"))?;
             let tb = tfdt.body().start;
-            let version = need(data, tb..tb + 1, "tfdt")?[0];
+            let tfdt_data = within(data, &tfdt);
+            let version = need(tfdt_data, tb..tb + 1, "tfdt")?[0];
+            // Version 1 holds a 64-bit time; anything else is read (and rewritten) as version 0.
             let decode_time = if version == 1 {
-                be_u64(data, tb + 4, "tfdt")?
+                be_u64(tfdt_data, tb + 4, "tfdt")?
             } else {
-                u64::from(be_u32(data, tb + 4, "tfdt")?)
+                u64::from(be_u32(tfdt_data, tb + 4, "tfdt")?)
             };
             let mut duration = 0u64;
             let mut first_flags = None;
             for trun in children(data, traf.body(), b"trun")? {
                 let rb = trun.body().start;
+                let data = within(data, &trun);
                 let flags = be_u32(data, rb, "trun")? & 0x00FF_FFFF;
                 let count = be_u32(data, rb + 4, "trun")? as usize;
                 let mut p = rb + 8;
@@ -571,12 +599,19 @@ impl Fragment {
                 if count.saturating_mul(per_sample * 4) > trun.end().saturating_sub(p) {
                     return Err(Fmp4Error::Truncated("trun"));
                 }
-                for i in 0..count {
+                if per_sample == 0 {
+                    // No per-sample fields: every sample takes the default duration. Computed,
+                    // not looped: a hostile count of 4 billion must not stall the ingest.
+                    duration = duration.saturating_add(count as u64 * u64::from(default_duration));
+                }
+                // With per-sample fields, `count` is bounded by the box size (checked above).
+                let looped = if per_sample == 0 { 0 } else { count };
+                for i in 0..looped {
                     if flags & 0x100 != 0 {
-                        duration += u64::from(be_u32(data, p, "trun")?);
+                        duration = duration.saturating_add(u64::from(be_u32(data, p, "trun")?));
                         p += 4;
                     } else {
-                        duration += u64::from(default_duration);
+                        duration = duration.saturating_add(u64::from(default_duration));
                     }
                     if flags & 0x200 != 0 {
                         p += 4;
@@ -654,7 +689,7 @@ impl Fragment {
             .runs
             .iter()
             .zip(decode_times)
-            .any(|(r, v)| self.moof[r.tfdt_at + 8] == 0 && *v > u64::from(u32::MAX));
+            .any(|(r, v)| self.moof[r.tfdt_at + 8] != 1 && *v > u64::from(u32::MAX));
         if needs_widening {
             return self.widened_moof(sequence, decode_times);
         }
@@ -675,8 +710,7 @@ impl Fragment {
     /// Rebuilds the moof with every tfdt as version 1.
     fn widened_moof(&self, sequence: u32, decode_times: &[u64]) -> Bytes {
         let src = &self.moof[..];
-        let grow: usize = self.runs.iter().filter(|r| src[r.tfdt_at + 8] == 0).count() * 4;
-        let mut out = BytesMut::with_capacity(src.len() + grow);
+        let mut out = BytesMut::with_capacity(src.len() + 12 * self.runs.len());
         // Walk moof → traf → children, copying and widening; sizes are fixed up afterwards.
         out.extend_from_slice(&src[..8]);
         let moof = boxes(src)
@@ -690,17 +724,15 @@ impl Fragment {
                 continue;
             }
             let traf_out_start = out.len();
-            out.extend_from_slice(&src[start..start + 8]);
-            for c in boxes(&src[start + 8..start + b.len]).flatten() {
-                let cs = start + 8 + c.start;
-                if &c.kind == b"tfdt" {
-                    let (i, r) = self
-                        .runs
-                        .iter()
-                        .enumerate()
-                        .find(|(_, r)| r.tfdt_at == cs)
-                        .expect("every tfdt has a run");
-                    let _ = r;
+            // Written with an 8-byte header whatever the source used; its size is set below.
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            out.extend_from_slice(b"traf");
+            let children_at = start + b.header_len;
+            for c in boxes(&src[children_at..start + b.len]).flatten() {
+                let cs = children_at + c.start;
+                // Only the tfdt each run was read from is rewritten; any other is copied.
+                let run = self.runs.iter().position(|r| r.tfdt_at == cs);
+                if let (b"tfdt", Some(i)) = (&c.kind, run) {
                     let value = decode_times[i];
                     out.extend_from_slice(&20u32.to_be_bytes());
                     out.extend_from_slice(b"tfdt");
@@ -717,18 +749,24 @@ impl Fragment {
         out[0..4].copy_from_slice(&moof_len.to_be_bytes());
         patch_sequence(&mut out, sequence);
         // The mdat moved by `grow` bytes: shift every trun data_offset.
+        let grow = out.len() as i64 - src.len() as i64;
+        let grow = i32::try_from(grow).unwrap_or(if grow < 0 { i32::MIN } else { i32::MAX });
         let data = out.clone().freeze();
         if let Ok(trafs) = children(&data, 8..data.len(), b"traf") {
             for traf in trafs {
                 if let Ok(truns) = children(&data, traf.body(), b"trun") {
                     for trun in truns {
                         let rb = trun.body().start;
-                        let flags =
-                            u32::from_be_bytes(data[rb..rb + 4].try_into().expect("4")) & 0xFF_FFFF;
+                        let trun_data = within(&data, &trun);
+                        let (Ok(flags), Ok(old)) = (
+                            be_u32(trun_data, rb, "trun"),
+                            be_u32(trun_data, rb + 8, "trun"),
+                        ) else {
+                            continue;
+                        };
                         if flags & 0x01 != 0 {
                             let at = rb + 8;
-                            let old = i32::from_be_bytes(data[at..at + 4].try_into().expect("4"));
-                            let new = old.saturating_add(grow as i32);
+                            let new = (old as i32).saturating_add(grow);
                             out[at..at + 4].copy_from_slice(&new.to_be_bytes());
                         }
                     }

@@ -270,7 +270,8 @@ async fn supervise(
         // Let the output readers drain the last lines.
         tokio::time::sleep(Duration::from_millis(50)).await;
         tracing::warn!(
-            "onion service: tor stopped ({reason}); restarting in {} s. tor said: {}",
+            "onion service: tor stopped ({reason}); restarting in {} s; the site is still \
+             served at http://{target}/ (this machine only, until tor is back). tor said: {}",
             backoff.as_secs(),
             last_lines(&log)
         );

@@ -8,6 +8,7 @@ mod config;
 mod control_socket;
 mod ctl;
 mod events;
+mod memory;
 mod source_task;
 mod title_file;
 
@@ -19,13 +20,23 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 
+/// Caps the file watcher's own logging at info, whatever `RUST_LOG` asks: at trace it logs
+/// every inotify event, so a log written into a watched folder (the data directory, the HLS
+/// folder) would feed itself without end.
+fn quiet_watcher(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    match "notify=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
+        .with_env_filter(quiet_watcher(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        ))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
@@ -217,6 +228,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    memory::spawn_trimmer();
     tokio::spawn({
         let room = room.clone();
         async move {

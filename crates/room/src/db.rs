@@ -84,9 +84,11 @@ pub enum DbError {
     /// The file could not be opened or is not a database (corrupt); it was left untouched.
     #[error("cannot open the room database {path}: {reason}; the file was left untouched")]
     Open { path: String, reason: String },
-    /// Another process (another running onionstream) holds the database.
+    /// Another process (another running onionstream, or a program that has the file open)
+    /// holds the database.
     #[error(
-        "the room database {path} is locked: another onionstream is using this data directory"
+        "the room database {path} is locked by another process: another onionstream using \
+         this data directory, or a program that has the file open; the file was left untouched"
     )]
     Locked { path: String },
     /// Written by a newer onionstream.

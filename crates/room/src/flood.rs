@@ -95,6 +95,9 @@ impl ChatRules {
 #[derive(Debug, Clone, Default)]
 pub struct PostHistory {
     posts: VecDeque<(Instant, usize)>,
+    /// The latest post, kept apart from `posts` so `min_interval` holds even when it is
+    /// longer than `flood_window` (a "slow mode" of one message a minute, say).
+    last: Option<Instant>,
 }
 
 impl PostHistory {
@@ -116,7 +119,7 @@ impl PostHistory {
         now: Instant,
     ) -> Result<(), RuleBreak> {
         self.forget_old(rules, now);
-        if let Some(&(last, _)) = self.posts.back() {
+        if let Some(last) = self.last {
             let since = now.saturating_duration_since(last);
             if since < rules.min_interval {
                 return Err(RuleBreak::TooFast {
@@ -150,11 +153,13 @@ impl PostHistory {
     /// Records a post.
     pub fn record(&mut self, linespan: usize, now: Instant) {
         self.posts.push_back((now, linespan));
+        self.last = Some(now);
     }
 
     /// Forgets the window (after a flood captcha is solved, the count starts again).
     pub fn clear(&mut self) {
         self.posts.clear();
+        self.last = None;
     }
 }
 
@@ -222,6 +227,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(h.check(&r, 10, t0 + Duration::from_secs(20)).is_ok());
+    }
+
+    #[test]
+    fn a_min_interval_longer_than_the_window_still_holds() {
+        // Found by tests/rules_prop.rs: the last post used to leave the history with the
+        // window, so "one message a minute" with a 20 s window allowed one every 20 s.
+        let r = ChatRules {
+            min_interval: Duration::from_secs(60),
+            ..rules()
+        };
+        let mut h = PostHistory::default();
+        let t0 = Instant::now();
+        h.check(&r, 1, t0).unwrap();
+        h.record(1, t0);
+        match h.check(&r, 1, t0 + Duration::from_secs(25)) {
+            Err(RuleBreak::TooFast { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(35))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(h.check(&r, 1, t0 + Duration::from_secs(60)).is_ok());
     }
 
     #[test]

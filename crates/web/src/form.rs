@@ -1,10 +1,11 @@
 //! Reading `application/x-www-form-urlencoded` POST bodies, within a size limit checked
 //! before the body is read.
 //!
-//! Owns: [`PostForm`] and [`MAX_FORM_BYTES`]. Must never: read an oversized body, or answer a
-//! bad form with anything but a 4xx page that says why.
+//! Owns: [`PostForm`] and [`MAX_FORM_BYTES`]. Must never: read an oversized body, accept a
+//! field that is not UTF-8 (no silent U+FFFD), or answer a bad form with anything but a 4xx
+//! page that says why.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, RawForm, Request};
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -33,8 +34,8 @@ where
         if declared.is_some_and(|n| n > MAX_FORM_BYTES as u64) {
             return Err(too_large());
         }
-        match axum::Form::<T>::from_request(req, state).await {
-            Ok(axum::Form(t)) => Ok(PostForm(t)),
+        let body = match RawForm::from_request(req, state).await {
+            Ok(RawForm(body)) => body,
             Err(rejection) => {
                 let status = rejection.status();
                 if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -45,13 +46,52 @@ where
                 } else {
                     StatusCode::BAD_REQUEST
                 };
-                Err(ErrorPage::new(
+                return Err(ErrorPage::new(
                     status,
                     format!("The form could not be read: {}.", rejection.body_text()),
-                ))
+                ));
             }
+        };
+        if !decodes_to_utf8(&body) {
+            return Err(ErrorPage::new(
+                StatusCode::BAD_REQUEST,
+                "The form could not be read: a field is not UTF-8 text.",
+            ));
         }
+        serde_urlencoded::from_bytes::<T>(&body)
+            .map(PostForm)
+            .map_err(|e| {
+                ErrorPage::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("The form could not be read: {e}."),
+                )
+            })
     }
+}
+
+/// Whether every name and value of a urlencoded body is UTF-8 once its `%XX` escapes are
+/// decoded. (The usual decoders replace bad bytes with U+FFFD and carry on; a form that no
+/// browser would send is refused instead.) Decoding the whole body at once is the same as
+/// decoding each field: `&`, `=` and `+` are ASCII, never inside a multi-byte character.
+fn decodes_to_utf8(body: &[u8]) -> bool {
+    let mut decoded = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match body[i] {
+            b'%' => match (body.get(i + 1), body.get(i + 2)) {
+                (Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                    decoded.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => decoded.push(b'%'), // a lone % stays itself, as decoders leave it
+            },
+            b => decoded.push(b),
+        }
+        i += 1;
+    }
+    std::str::from_utf8(&decoded).is_ok()
 }
 
 fn too_large() -> ErrorPage {
@@ -62,4 +102,23 @@ fn too_large() -> ErrorPage {
             MAX_FORM_BYTES / 1024
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decodes_to_utf8;
+
+    #[test]
+    fn only_utf8_fields_pass() {
+        assert!(decodes_to_utf8(b"nonce=abc&text=caf%C3%A9+%E2%9C%93"));
+        assert!(decodes_to_utf8("text=café".as_bytes()));
+        assert!(decodes_to_utf8(b"nonce=%&text=%%%zz%4"));
+        assert!(!decodes_to_utf8(b"text=%ff%fe"));
+        assert!(!decodes_to_utf8(b"text=%c3%28"));
+        assert!(!decodes_to_utf8(b"%ff=1"));
+        let mut raw = b"text=".to_vec();
+        raw.push(0xff);
+        assert!(!decodes_to_utf8(&raw));
+        assert!(!decodes_to_utf8(b"text=%C3")); // a character cut in half
+    }
 }

@@ -50,6 +50,15 @@ impl Server {
     /// Starts the binary with `args` (plus `--listen 127.0.0.1:0 --data-dir D`) and waits for
     /// its "serving" line. `config` (TOML), if given, is written to a file and passed.
     pub async fn start(args: &[&str], config: Option<&str>) -> Server {
+        Server::start_with_env(args, config, &[]).await
+    }
+
+    /// Like [`Server::start`], with extra environment variables for the binary.
+    pub async fn start_with_env(
+        args: &[&str],
+        config: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let data_dir = temp_dir("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_onionstream"));
         cmd.args(["--listen", "127.0.0.1:0"]);
@@ -69,6 +78,7 @@ impl Server {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd.env("RUST_LOG", "info");
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("onionstream starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();

@@ -1,0 +1,379 @@
+//! What the fault tests share: a no-JS chat client over raw HTTP/1.1 (forms, notices, the
+//! messages frame, the broadcaster's login and bans), the stream's LIVE/OFFLINE state as the
+//! info frame shows it, process probes and signals, `onionstream ctl`, and a runner for starts
+//! that must fail.
+//!
+//! Must never: touch a process the test did not start, or reach beyond 127.0.0.1.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::{get, get_with, Server};
+
+/// No captchas (a test cannot read the pictures), no minimum interval, room for bursts.
+pub const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\n\
+     every_messages = 0\n\n[chat]\nmin_interval_ms = 0\nmax_linespan = 1000\n";
+
+pub const BANNED: &str = "You are banned from the chat.";
+const PASSWORD_LINE: &str = "onionstream: broadcaster login at ";
+
+/// Sends one raw request and reads the whole answer; an error if the server is gone.
+pub async fn try_exchange(addr: SocketAddr, req: String) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| std::io::Error::other("no answer within 10 s"))??;
+    Ok(raw)
+}
+
+pub fn form_request(addr: SocketAddr, path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The status code of a raw response.
+pub fn status_of(raw: &[u8]) -> u16 {
+    String::from_utf8_lossy(&raw[..raw.len().min(32)])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// POSTs a form (no cookies); the status and the raw answer.
+pub async fn post_form(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let raw = try_exchange(addr, form_request(addr, path, body))
+        .await
+        .unwrap();
+    (status_of(&raw), String::from_utf8_lossy(&raw).into_owned())
+}
+
+pub fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+/// Form encoding.
+pub fn enc(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b' ' => "+".into(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The message form of `t` (this GET takes its one-shot notice).
+pub async fn form(addr: SocketAddr, t: &str) -> String {
+    let r = get(addr, &format!("/chat/form?token={t}")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+/// The one-shot notice on a form page, if any: (is an error, text).
+pub fn notice(html: &str) -> Option<(bool, String)> {
+    let start = html.find("<p class=\"form-notice")?;
+    let rest = &html[start..];
+    let tag_end = rest.find('>')?;
+    let tag = &rest[..tag_end];
+    if !tag.contains("id=\"notice\"") {
+        return None;
+    }
+    let text_end = rest.find("</p>")?;
+    Some((
+        tag.contains("is-error"),
+        rest[tag_end + 1..text_end].to_string(),
+    ))
+}
+
+/// Posts `text` as `t` through the no-JS form: `Ok` when accepted (the 303, then no
+/// refusal on the form), else the refusal the form showed.
+pub async fn try_say(addr: SocketAddr, t: &str, text: &str) -> Result<(), String> {
+    let page = form(addr, t).await;
+    let nonce = hidden_input(&page, "nonce").ok_or_else(|| format!("no message form: {page}"))?;
+    let (status, raw) = post_form(
+        addr,
+        &format!("/chat/post?token={t}"),
+        &format!("nonce={nonce}&text={}", enc(text)),
+    )
+    .await;
+    assert_eq!(status, 303, "a post is always answered 303: {raw}");
+    match notice(&form(addr, t).await) {
+        Some((true, why)) => Err(why),
+        _ => Ok(()),
+    }
+}
+
+pub async fn say(addr: SocketAddr, t: &str, text: &str) {
+    if let Err(why) = try_say(addr, t, text).await {
+        panic!("{text:?} was refused: {why}");
+    }
+}
+
+/// Sets the name of `t` through the appearance form; the notice the form then shows.
+pub async fn try_set_name(addr: SocketAddr, t: &str, name: &str) -> Option<(bool, String)> {
+    let page = get(addr, &format!("/chat/appearance?token={t}"))
+        .await
+        .text();
+    let nonce = hidden_input(&page, "nonce").expect("an appearance form");
+    let (status, raw) = post_form(
+        addr,
+        &format!("/chat/appearance?token={t}"),
+        &format!(
+            "nonce={nonce}&name={}&colour=&tripcode_password=",
+            enc(name)
+        ),
+    )
+    .await;
+    assert_eq!(status, 303, "{raw}");
+    notice(&form(addr, t).await)
+}
+
+pub async fn set_name(addr: SocketAddr, t: &str, name: &str) {
+    assert_eq!(
+        try_set_name(addr, t, name).await,
+        Some((false, "Your appearance was saved.".to_string()))
+    );
+}
+
+/// The name `t` posts under, as its form shows it.
+pub async fn name_of(addr: SocketAddr, t: &str) -> Option<String> {
+    let page = form(addr, t).await;
+    let i = page.find("as <span class=\"name\">")? + "as <span class=\"name\">".len();
+    let j = page[i..].find("</span>")?;
+    Some(page[i..i + j].to_string())
+}
+
+/// One message of the messages frame.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: u64,
+    pub name: String,
+    pub text: String,
+    /// The author's public id (only in the broadcaster's moderation forms).
+    pub user: Option<String>,
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let i = s.find(start)? + start.len();
+    let j = s[i..].find(end)?;
+    Some(&s[i..i + j])
+}
+
+/// The messages frame as `t` sees it: the HTML and the messages in it.
+pub async fn messages(addr: SocketAddr, t: &str) -> (String, Vec<Message>) {
+    let r = get(addr, &format!("/chat/messages?token={t}")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    let list = html
+        .split("<li class=\"message")
+        .skip(1)
+        .map(|chunk| {
+            let chunk = &chunk[..chunk.find("</li>").unwrap_or(chunk.len())];
+            let name_span = between(chunk, "<span class=\"name ", "</span>").unwrap();
+            Message {
+                id: between(chunk, "id=\"m", "\"").unwrap().parse().unwrap(),
+                name: name_span[name_span.find('>').unwrap() + 1..].to_string(),
+                text: between(chunk, "<span class=\"text\">", "</span>")
+                    .unwrap()
+                    .to_string(),
+                user: hidden_input(chunk, "user"),
+            }
+        })
+        .collect();
+    (html, list)
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Logs in as the broadcaster with the password the server printed; their token.
+pub async fn broadcaster_token(server: &Server) -> String {
+    let line = server
+        .wait_for_line(PASSWORD_LINE, Duration::from_secs(5))
+        .await;
+    let password = line.split(", password ").nth(1).unwrap().trim().to_string();
+    let auth = format!(
+        "Basic {}",
+        base64(format!("broadcaster:{password}").as_bytes())
+    );
+    let r = get_with(server.addr, "/broadcaster", &[("Authorization", &auth)]).await;
+    assert_eq!(r.status, 303, "the printed password logs in: {}", r.text());
+    r.header("location")
+        .and_then(|l| l.strip_prefix("/?token="))
+        .expect("a Location with the broadcaster's token")
+        .to_string()
+}
+
+/// Bans the author of the message `text` (as the broadcaster `bt`).
+pub async fn ban_author_of(addr: SocketAddr, bt: &str, text: &str) {
+    let (html, seen) = messages(addr, bt).await;
+    let key = hidden_input(&html, "key").expect("moderation forms for the broadcaster");
+    let user = seen
+        .iter()
+        .find(|m| m.text == text)
+        .and_then(|m| m.user.clone())
+        .unwrap_or_else(|| panic!("{text:?} with its author's id: {html}"));
+    let (status, raw) = post_form(
+        addr,
+        &format!("/chat/moderate?token={bt}"),
+        &format!("key={key}&action=ban&user={user}"),
+    )
+    .await;
+    assert_eq!(status, 303, "{raw}");
+}
+
+/// "LIVE" or "OFFLINE", as the info frame shows it (`None`: no answer).
+pub async fn stream_state(addr: SocketAddr) -> Option<&'static str> {
+    let req = format!(
+        "GET /info?token=faultsfaultsfaults01 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let raw = try_exchange(addr, req).await.ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    if text.contains("id=\"state\">LIVE") {
+        Some("LIVE")
+    } else if text.contains("id=\"state\">OFFLINE") {
+        Some("OFFLINE")
+    } else {
+        None
+    }
+}
+
+/// Polls the info frame every 100 ms until it shows `want`; how long that took.
+pub async fn wait_state(server: &Server, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if stream_state(server.addr).await == Some(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "not {want} within {within:?}; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s[s.rfind(')').unwrap() + 2..].chars().next();
+            state != Some('Z') && state != Some('X')
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until `pid` is gone (its files, and so its locks, released).
+pub async fn wait_gone(pid: u32, within: Duration) -> Duration {
+    let start = Instant::now();
+    while alive(pid) {
+        assert!(start.elapsed() < within, "{pid} lives on after {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Sends `signal` (e.g. "STOP", "KILL") to a process the test started or its server started.
+pub fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// `onionstream --data-dir D ctl ARGS`: (exit code, stdout, stderr).
+pub fn ctl(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("ctl")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the server on `data_dir` until it exits (at most 20 s, then it is killed):
+/// (exit code, stdout, stderr). For starts that must fail.
+pub fn run_to_exit(data_dir: &Path) -> (Option<i32>, String, String) {
+    use std::process::{Command, Stdio};
+    let logs = crate::common::temp_dir("exit-logs");
+    let (out_path, err_path) = (logs.join("stdout"), logs.join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onionstream"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&logs);
+    (status.map(|s| s.code().unwrap_or(-1)), out, err)
+}
+
+/// A real-time test pattern written as HLS fMP4 into `dir` (what the seed's `stream.sh` and
+/// OBS's recording do), one-second segments.
+pub fn hls_writer(dir: &Path) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args("-c:v libx264 -preset ultrafast -tune zerolatency -g 30 -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 64k".split(' '))
+        .args("-f hls -hls_init_time 0 -hls_time 1 -hls_list_size 30 -hls_flags delete_segments -hls_segment_type fmp4".split(' '))
+        .arg(dir.join("stream.m3u8"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs")
+}
