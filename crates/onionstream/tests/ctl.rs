@@ -242,9 +242,9 @@ async fn every_ctl_command_changes_what_viewers_see() {
     .unwrap();
     assert_eq!(ctl_json(&dir, &["emote", "reload"])["emotes"], json!(1));
     say(addr, BOB, "look :cat:").await;
-    assert!(messages(addr, BOB)
-        .await
-        .contains("<img class=\"emote\" src=\"/emote/0\""));
+    assert!(messages(addr, BOB).await.contains(&format!(
+        "<img class=\"emote\" src=\"/emote/0?token={BOB}\""
+    )));
 
     // Viewers and source.
     server.wait_live(Duration::from_secs(20)).await;

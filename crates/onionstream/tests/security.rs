@@ -1177,7 +1177,7 @@ async fn hammering_the_broadcaster_login_is_stopped_and_the_broadcaster_gets_in(
 }
 
 /// Everything an outsider of a private stream can ask for.
-const PRIVATE_PATHS: [&str; 10] = [
+const PRIVATE_PATHS: [&str; 11] = [
     "/",
     "/info",
     "/chat/messages",
@@ -1188,6 +1188,7 @@ const PRIVATE_PATHS: [&str; 10] = [
     "/hls/stream.m3u8",
     "/hls/init-1.mp4",
     "/hls/1-1.m4s",
+    "/emote/0",
 ];
 
 /// What an outsider gets for each path: (status, headers without Date, body).
@@ -1247,6 +1248,20 @@ async fn private_mode_shows_outsiders_one_identical_page_live_or_not_whatever_th
         &["title", "set", "A very secret and rather long stream title"],
     );
     ctl(&offline.data_dir, &["title", "set", "x"]);
+    // The live one has an emote (which would tell whose stream it is); the other has none.
+    std::fs::create_dir_all(live.data_dir.join("emotes")).unwrap();
+    std::fs::write(live.data_dir.join("emotes/cat.png"), b"\x89PNG fake").unwrap();
+    std::fs::write(
+        live.data_dir.join("emotes.json"),
+        r#"[{"name": ":cat:", "file": "cat.png"}]"#,
+    )
+    .unwrap();
+    ctl(&live.data_dir, &["emote", "reload"]);
+    assert_eq!(
+        get(live.addr, &format!("/emote/0?token={bt}")).await.status,
+        200,
+        "the broadcaster sees the emote"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let outsider = "outsideroutsideroutsider00000001";

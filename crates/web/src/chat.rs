@@ -193,7 +193,7 @@ pub async fn messages(State(app): State<AppState>, visitor: Visitor) -> Response
                 show_tag: !m.broadcaster && m.name == room.config().default_name,
                 colour_class: sheet.name_class(m.colour),
                 tripcode: m.tripcode.as_ref().map(|t| sheet.tripcode(t)),
-                html: message_html(&m.text, &emotes),
+                html: message_html(&m.text, &emotes, visitor.token.secret()),
                 hidden: m.hidden,
                 author_banned: m.author_banned,
                 name: m.name,
@@ -523,8 +523,16 @@ pub async fn captcha_image(
     }
 }
 
-/// `GET /emote/{index}`: an emote image, from memory.
-pub async fn emote(State(app): State<AppState>, Path(index): Path<String>) -> Response {
+/// `GET /emote/{index}`: an emote image, from memory; for those let in only (a private
+/// stream's emotes would tell an outsider whose stream it is).
+pub async fn emote(
+    State(app): State<AppState>,
+    visitor: Visitor,
+    Path(index): Path<String>,
+) -> Response {
+    if let Some(r) = crate::gate::refusal(&app, &visitor) {
+        return r;
+    }
     let emotes = app.room.emotes();
     let Some(e) = index.parse::<usize>().ok().and_then(|i| emotes.by_index(i)) else {
         return ErrorPage::new(StatusCode::NOT_FOUND, "No such emote.").into_response();
@@ -537,7 +545,7 @@ pub async fn emote(State(app): State<AppState>, Path(index): Path<String>) -> Re
     );
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
+        HeaderValue::from_static("private, max-age=300"),
     );
     r
 }

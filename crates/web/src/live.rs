@@ -593,7 +593,7 @@ impl Session {
             "colour": m.colour.to_string(),
             "tripcode": m.tripcode.as_ref().map(tripcode_json),
             "broadcaster": m.broadcaster,
-            "html": message_html(&m.text, emotes),
+            "html": message_html(&m.text, emotes, self.token.secret()),
             "time_ms": m.time_ms,
             "time": time_label(m.time_ms),
             "date": date_label(m.time_ms),

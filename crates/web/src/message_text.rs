@@ -20,8 +20,10 @@ pub fn escape(text: &str, out: &mut String) {
     }
 }
 
-/// A message's text as HTML: escaped, emotes as images, newlines as `<br>`.
-pub fn message_html(text: &str, emotes: &Emotes) -> String {
+/// A message's text as HTML for the viewer whose token is `token`: escaped, emotes as images
+/// (their addresses carry the token, so a private stream's emotes are only served to those
+/// let in), newlines as `<br>`.
+pub fn message_html(text: &str, emotes: &Emotes, token: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     let pieces = emotes.split(text);
     for piece in pieces {
@@ -40,6 +42,8 @@ pub fn message_html(text: &str, emotes: &Emotes) -> String {
                 let index = emotes.position(&e.name).unwrap_or(0);
                 out.push_str("<img class=\"emote\" src=\"/emote/");
                 out.push_str(&index.to_string());
+                out.push_str("?token=");
+                escape(token, &mut out);
                 out.push_str("\" alt=\"");
                 escape(&e.name, &mut out);
                 out.push_str("\" title=\"");
@@ -94,7 +98,11 @@ mod tests {
 
     #[test]
     fn every_special_character_is_escaped() {
-        let html = message_html("<script>alert('x')</script> & \"q\"", &Emotes::default());
+        let html = message_html(
+            "<script>alert('x')</script> & \"q\"",
+            &Emotes::default(),
+            "t",
+        );
         assert_eq!(
             html,
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
@@ -103,7 +111,10 @@ mod tests {
 
     #[test]
     fn newlines_become_breaks() {
-        assert_eq!(message_html("a\n<b>", &Emotes::default()), "a<br>&lt;b&gt;");
+        assert_eq!(
+            message_html("a\n<b>", &Emotes::default(), "t"),
+            "a<br>&lt;b&gt;"
+        );
     }
 
     #[test]

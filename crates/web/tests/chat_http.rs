@@ -809,9 +809,9 @@ async fn emotes_from_emotes_json_show_as_images_served_by_us() {
     say(&srv, &alice, "hi :cat: <b>x:cat:y</b> :<b>:").await;
     let page = messages(&srv, &alice).await.body;
     assert!(
-        page.contains(
-            "hi <img class=\"emote\" src=\"/emote/0\" alt=\":cat:\" title=\":cat:\" width=\"28\" height=\"28\"> &lt;b&gt;x:cat:y&lt;/b&gt; <img class=\"emote\" src=\"/emote/1\" alt=\":&lt;b&gt;:\""
-        ),
+        page.contains(&format!(
+            "hi <img class=\"emote\" src=\"/emote/0?token={alice}\" alt=\":cat:\" title=\":cat:\" width=\"28\" height=\"28\"> &lt;b&gt;x:cat:y&lt;/b&gt; <img class=\"emote\" src=\"/emote/1?token={alice}\" alt=\":&lt;b&gt;:\""
+        )),
         "{page}"
     );
     let r = get(srv.addr, "/emote/0").await;

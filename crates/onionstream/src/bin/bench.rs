@@ -2998,8 +2998,14 @@ async fn soak_phase(
     out
 }
 
+/// After fds, threads and gauges are back, the wait before the RSS is read: the server hands
+/// freed memory back every 10 s (`onionstream::memory::TRIM_INTERVAL`), so this sees at least
+/// one of those after the load.
+const SOAK_MEMORY_SETTLE: Duration = Duration::from_secs(12);
+
 /// After a load: waits until fds, threads and gauges are back at `idle` (or `deadline`
-/// passes), printing table lines; returns the last snapshot and the time it took.
+/// passes), then [`SOAK_MEMORY_SETTLE`] more, printing table lines; returns the last snapshot
+/// and the time it took until things were back.
 async fn soak_settle(
     sh: &SoakShared,
     server: &ServerProcess,
@@ -3010,6 +3016,7 @@ async fn soak_settle(
     let start = Instant::now();
     let mut window = Instant::now();
     let mut last_line = Instant::now();
+    let mut back_after: Option<f64> = None;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let s = soak_snapshot(server.pid, *server.metrics.borrow()).await;
@@ -3018,14 +3025,20 @@ async fn soak_settle(
             && s.m("open_streams") <= idle.m("open_streams")
             && s.m("live_sockets") <= idle.m("live_sockets")
             && s.m("viewers") <= idle.m("viewers");
-        let done = back || start.elapsed() >= deadline;
+        if back && back_after.is_none() {
+            back_after = Some(start.elapsed().as_secs_f64());
+        }
+        let memory_settled = back_after
+            .is_some_and(|t| start.elapsed().as_secs_f64() >= t + SOAK_MEMORY_SETTLE.as_secs_f64());
+        let done = (back && memory_settled) || start.elapsed() >= deadline;
         if done || last_line.elapsed() >= SOAK_TABLE_EVERY {
             soak_table_line(sh, "settle", t0, &s, window);
             window = Instant::now();
             last_line = Instant::now();
         }
         if done {
-            return (s, start.elapsed().as_secs_f64());
+            let took = back_after.unwrap_or_else(|| start.elapsed().as_secs_f64());
+            return (s, took);
         }
     }
 }
