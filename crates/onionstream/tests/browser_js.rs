@@ -254,21 +254,6 @@ async fn a_message_appears_live_in_another_browser_without_reloading() {
     server.stop().await;
 }
 
-fn ctl(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("ctl")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The answer the server wrote for captcha `id` (hidden flag `--test-captcha-answers`).
 fn captcha_answer(file: &Path, id: &str) -> String {
     let text = std::fs::read_to_string(file).unwrap_or_default();

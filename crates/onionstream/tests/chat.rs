@@ -17,7 +17,6 @@ const ALICE: &str = "alice-alice-alice-0001";
 const BOB: &str = "bob_bob_bob_bob_0002";
 const VIEWER: &str = "viewerviewerviewer03";
 
-const PASSWORD_LINE: &str = "onionstream: broadcaster login at ";
 const BANNED: &str = "You are banned from the chat.";
 
 /// Sends one raw request and reads the whole answer; an error if the server is gone.
@@ -95,73 +94,6 @@ async fn post_form(addr: SocketAddr, path: &str, body: &str) -> Response {
         headers,
         body,
     }
-}
-
-fn hidden_input(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')?;
-    Some(html[start..start + end].to_string())
-}
-
-/// Form encoding.
-fn enc(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b' ' => "+".into(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-async fn login(addr: SocketAddr, user: &str, password: &str) -> Response {
-    let auth = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
-    get_with(addr, "/broadcaster", &[("Authorization", &auth)]).await
-}
-
-/// Logs in as the broadcaster; their token (from the redirect's `Location`).
-async fn broadcaster_token(addr: SocketAddr, password: &str) -> String {
-    let r = login(addr, "broadcaster", password).await;
-    assert_eq!(r.status, 303, "the right password logs in: {}", r.text());
-    let location = r.header("location").expect("a Location");
-    location
-        .strip_prefix("/?token=")
-        .unwrap_or_else(|| panic!("Location {location} is the page with a token"))
-        .to_string()
-}
-
-/// The password the server printed at start.
-async fn printed_password(server: &Server) -> String {
-    let line = server
-        .wait_for_line(PASSWORD_LINE, Duration::from_secs(5))
-        .await;
-    line.split(", password ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no password in {line:?}"))
-        .trim()
-        .to_string()
 }
 
 /// The message form of `t`, whose one-shot notice this GET takes.

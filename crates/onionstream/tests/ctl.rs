@@ -15,27 +15,6 @@ use serde_json::{json, Value};
 /// Chat captchas off: a test cannot look at a picture (the web crate's tests solve them).
 const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n[chat]\nmin_interval_ms = 0\n";
 
-fn ctl(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("ctl")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ctl_ok(data_dir: &Path, args: &[&str]) -> String {
-    let (code, out, err) = ctl(data_dir, args);
-    assert_eq!(code, 0, "ctl {args:?}: {err}{out}");
-    out
-}
-
 fn ctl_json(data_dir: &Path, args: &[&str]) -> Value {
     let mut a = vec!["--json"];
     a.extend_from_slice(args);
@@ -95,23 +74,6 @@ async fn post_form(addr: std::net::SocketAddr, path: &str, body: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
-}
-
-fn hidden_input(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')?;
-    Some(html[start..start + end].to_string())
-}
-
-fn enc(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
-            b' ' => "+".into(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Posts `text` as the visitor with token `t` through the no-JS form.

@@ -78,7 +78,7 @@ async fn kill_9_while_three_clients_post_keeps_every_acknowledged_message_name_a
     }
     set_name(addr, DAN, "Dan").await;
     say(addr, DAN, "dan was here").await;
-    let bt = broadcaster_token(&server).await;
+    let bt = log_in_as_broadcaster(&server).await;
     ban_author_of(addr, &bt, "dan was here").await;
     assert!(form(addr, DAN).await.contains(BANNED));
 

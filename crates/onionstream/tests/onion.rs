@@ -68,14 +68,6 @@ async fn post_via_tor(
     (status, location)
 }
 
-/// The value of the hidden input `name` in `html`.
-fn hidden_input(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')?;
-    Some(html[start..start + end].to_string())
-}
-
 /// Chat captchas off: the test cannot read a picture (the in-process HTTP tests solve them).
 const NO_CAPTCHA: &str =
     "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n";

@@ -11,14 +11,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
-const PASSWORD_LINE: &str = "onionstream: broadcaster login at ";
 
 /// The frames and pages a visitor's browser loads (each with `?token=`).
 const PAGES: [&str; 6] = [
@@ -97,72 +95,6 @@ async fn post_form(addr: SocketAddr, path: &str, body: &str) -> Response {
     parse(&exchange(addr, req.as_bytes()).await)
 }
 
-fn hidden_input(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')?;
-    Some(html[start..start + end].to_string())
-}
-
-/// Form encoding.
-fn enc(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b' ' => "+".into(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-async fn login(addr: SocketAddr, user: &str, password: &str) -> Response {
-    let auth = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
-    get_with(addr, "/broadcaster", &[("Authorization", &auth)]).await
-}
-
-async fn printed_password(server: &Server) -> String {
-    let line = server
-        .wait_for_line(PASSWORD_LINE, Duration::from_secs(5))
-        .await;
-    line.split(", password ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no password in {line:?}"))
-        .trim()
-        .to_string()
-}
-
-/// Logs in; the broadcaster's token from the redirect.
-async fn broadcaster_token(addr: SocketAddr, password: &str) -> String {
-    let r = login(addr, "broadcaster", password).await;
-    assert_eq!(r.status, 303, "{}", r.text());
-    r.header("location")
-        .unwrap()
-        .strip_prefix("/?token=")
-        .unwrap()
-        .to_string()
-}
-
 /// Posts `text` through the no-JS form (with a captcha answer if given); the form after.
 async fn post_message(addr: SocketAddr, t: &str, text: &str) -> String {
     let page = get(addr, &format!("/chat/form?token={t}")).await.text();
@@ -194,22 +126,6 @@ async fn set_appearance(addr: SocketAddr, t: &str, name: &str, tripcode_password
     )
     .await;
     assert_eq!(r.status, 303, "{}", r.text());
-}
-
-fn ctl(data_dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("ctl")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -665,7 +581,7 @@ async fn user_text_is_escaped_on_every_page_and_frame() {
     }
     // The title, through the control socket (the broadcaster's own console).
     let title = "</title><script>alert(8)</script>\"'<b>";
-    ctl(&server.data_dir, &["title", "set", title]);
+    ctl_ok(&server.data_dir, &["title", "set", title]);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Every page and frame, as a bystander, as mallory and as the broadcaster (moderation
@@ -819,7 +735,7 @@ async fn secrets_stay_out_of_logs_other_viewers_pages_and_error_pages() {
         &format!("password={tripcode_password}"),
     )
     .await;
-    let link = ctl(&server.data_dir, &["login"]);
+    let link = ctl_ok(&server.data_dir, &["login"]);
     assert!(link.contains(&bt), "ctl login gives the broadcaster's link");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -1155,7 +1071,7 @@ async fn hammering_the_broadcaster_login_is_stopped_and_the_broadcaster_gets_in(
     // everyone together), but the owner's console still lets the broadcaster in.
     let r = login(addr, "broadcaster", &password).await;
     assert_eq!(r.status, 429);
-    let link = ctl(&server.data_dir, &["login"]);
+    let link = ctl_ok(&server.data_dir, &["login"]);
     let path = &link.trim()[link.find("/?token=").expect("a link with the token")..];
     let page = get(addr, path).await;
     assert_eq!(page.status, 200);
@@ -1243,11 +1159,11 @@ async fn private_mode_shows_outsiders_one_identical_page_live_or_not_whatever_th
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    ctl(
+    ctl_ok(
         &live.data_dir,
         &["title", "set", "A very secret and rather long stream title"],
     );
-    ctl(&offline.data_dir, &["title", "set", "x"]);
+    ctl_ok(&offline.data_dir, &["title", "set", "x"]);
     // The live one has an emote (which would tell whose stream it is); the other has none.
     std::fs::create_dir_all(live.data_dir.join("emotes")).unwrap();
     std::fs::write(live.data_dir.join("emotes/cat.png"), b"\x89PNG fake").unwrap();
@@ -1256,7 +1172,7 @@ async fn private_mode_shows_outsiders_one_identical_page_live_or_not_whatever_th
         r#"[{"name": ":cat:", "file": "cat.png"}]"#,
     )
     .unwrap();
-    ctl(&live.data_dir, &["emote", "reload"]);
+    ctl_ok(&live.data_dir, &["emote", "reload"]);
     assert_eq!(
         get(live.addr, &format!("/emote/0?token={bt}")).await.status,
         200,
@@ -1296,7 +1212,7 @@ async fn private_mode_shows_outsiders_one_identical_page_live_or_not_whatever_th
         assert_eq!(x.3, a[0].3, "{} differs from /", x.0);
     }
     // Another title, and the stream gone offline: still the same bytes.
-    ctl(&live.data_dir, &["title", "set", "changed"]);
+    ctl_ok(&live.data_dir, &["title", "set", "changed"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again = outsider_view(live.addr, outsider).await;
     for (x, y) in a.iter().zip(&again) {

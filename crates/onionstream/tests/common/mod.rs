@@ -516,3 +516,103 @@ pub fn child_pids(parent: u32, name: &str) -> Vec<u32> {
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Forms and the broadcaster's login, as a no-JS browser does them.
+
+/// The line the server prints at start with the broadcaster's generated password.
+pub const PASSWORD_LINE: &str = "onionstream: broadcaster login at ";
+
+/// The value of the hidden input `name` in a form.
+pub fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+/// Form encoding.
+pub fn enc(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b' ' => "+".into(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub async fn login(addr: SocketAddr, user: &str, password: &str) -> Response {
+    let auth = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+    get_with(addr, "/broadcaster", &[("Authorization", &auth)]).await
+}
+
+/// Logs in as the broadcaster; their token (from the redirect's `Location`).
+pub async fn broadcaster_token(addr: SocketAddr, password: &str) -> String {
+    let r = login(addr, "broadcaster", password).await;
+    assert_eq!(r.status, 303, "the right password logs in: {}", r.text());
+    let location = r.header("location").expect("a Location");
+    location
+        .strip_prefix("/?token=")
+        .unwrap_or_else(|| panic!("Location {location} is the page with a token"))
+        .to_string()
+}
+
+/// The password the server printed at start.
+pub async fn printed_password(server: &Server) -> String {
+    let line = server
+        .wait_for_line(PASSWORD_LINE, Duration::from_secs(5))
+        .await;
+    line.split(", password ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no password in {line:?}"))
+        .trim()
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The console.
+
+/// Runs `onionstream --data-dir DIR ctl ARGS`: (exit code, stdout, stderr).
+pub fn ctl(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("ctl")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`ctl`] that must succeed; its stdout.
+pub fn ctl_ok(data_dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = ctl(data_dir, args);
+    assert_eq!(code, 0, "ctl {args:?}: {err}{out}");
+    out
+}

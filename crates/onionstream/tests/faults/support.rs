@@ -10,14 +10,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{get, get_with, Server};
+use crate::common::{broadcaster_token, enc, get, hidden_input, printed_password, Server};
 
 /// No captchas (a test cannot read the pictures), no minimum interval, room for bursts.
 pub const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\n\
      every_messages = 0\n\n[chat]\nmin_interval_ms = 0\nmax_linespan = 1000\n";
 
 pub const BANNED: &str = "You are banned from the chat.";
-const PASSWORD_LINE: &str = "onionstream: broadcaster login at ";
 
 /// Sends one raw request and reads the whole answer; an error if the server is gone.
 pub async fn try_exchange(addr: SocketAddr, req: String) -> std::io::Result<Vec<u8>> {
@@ -54,24 +53,6 @@ pub async fn post_form(addr: SocketAddr, path: &str, body: &str) -> (u16, String
         .await
         .unwrap();
     (status_of(&raw), String::from_utf8_lossy(&raw).into_owned())
-}
-
-pub fn hidden_input(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')?;
-    Some(html[start..start + end].to_string())
-}
-
-/// Form encoding.
-pub fn enc(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b' ' => "+".into(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The message form of `t` (this GET takes its one-shot notice).
@@ -195,43 +176,9 @@ pub async fn messages(addr: SocketAddr, t: &str) -> (String, Vec<Message>) {
     (html, list)
 }
 
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Logs in as the broadcaster with the password the server printed; their token.
-pub async fn broadcaster_token(server: &Server) -> String {
-    let line = server
-        .wait_for_line(PASSWORD_LINE, Duration::from_secs(5))
-        .await;
-    let password = line.split(", password ").nth(1).unwrap().trim().to_string();
-    let auth = format!(
-        "Basic {}",
-        base64(format!("broadcaster:{password}").as_bytes())
-    );
-    let r = get_with(server.addr, "/broadcaster", &[("Authorization", &auth)]).await;
-    assert_eq!(r.status, 303, "the printed password logs in: {}", r.text());
-    r.header("location")
-        .and_then(|l| l.strip_prefix("/?token="))
-        .expect("a Location with the broadcaster's token")
-        .to_string()
+pub async fn log_in_as_broadcaster(server: &Server) -> String {
+    broadcaster_token(server.addr, &printed_password(server).await).await
 }
 
 /// Bans the author of the message `text` (as the broadcaster `bt`).
@@ -311,22 +258,6 @@ pub fn signal(pid: u32, signal: &str) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "kill -{signal} {pid}");
-}
-
-/// `onionstream --data-dir D ctl ARGS`: (exit code, stdout, stderr).
-pub fn ctl(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("ctl")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Runs the server on `data_dir` until it exits (at most 20 s, then it is killed):
