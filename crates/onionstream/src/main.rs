@@ -215,7 +215,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
             false
         }
     };
-    let _title_watch = data_dir_usable
+    let title_watch = data_dir_usable
         .then(|| title_file::watch(&data_dir, title.clone()))
         .flatten();
     let mut room_config = config.room_config(data_dir_usable.then(|| data_dir.clone()));
@@ -327,6 +327,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
             counters: counters.clone(),
             tor,
             live: Some(live.clone()),
+            title_file_reads: title_watch.as_ref().map(title_file::TitleWatch::reads),
         };
         let addr = listener.local_addr().ok();
         tokio::spawn(async move {

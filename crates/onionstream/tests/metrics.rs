@@ -7,15 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == name).then(|| v.trim().parse().ok()).flatten()
-        })
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
 #[tokio::test]
 async fn metrics_are_off_by_default_and_count_what_happens_when_on() {
     let plain = Server::start(&[], None).await;
@@ -41,7 +32,7 @@ async fn metrics_are_off_by_default_and_count_what_happens_when_on() {
     assert_eq!(before.status, 200);
     let before = before.text();
     assert_eq!(
-        value(&before, "onionstream_chat_messages_posted_total"),
+        metric(&before, "onionstream_chat_messages_posted_total"),
         0.0
     );
 
@@ -72,12 +63,15 @@ async fn metrics_are_off_by_default_and_count_what_happens_when_on() {
     let _ = video.read_for(Duration::from_secs(2)).await;
 
     let after = get(addr, "/metrics").await.text();
-    assert_eq!(value(&after, "onionstream_chat_messages_posted_total"), 1.0);
-    assert_eq!(value(&after, "onionstream_open_streams"), 1.0);
-    assert_eq!(value(&after, "onionstream_viewers"), 1.0);
-    assert_eq!(value(&after, "onionstream_stream_online"), 1.0);
-    assert!(value(&after, "onionstream_sent_bytes_total") > 0.0);
-    assert_eq!(value(&after, "onionstream_tor_published"), 0.0);
+    assert_eq!(
+        metric(&after, "onionstream_chat_messages_posted_total"),
+        1.0
+    );
+    assert_eq!(metric(&after, "onionstream_open_streams"), 1.0);
+    assert_eq!(metric(&after, "onionstream_viewers"), 1.0);
+    assert_eq!(metric(&after, "onionstream_stream_online"), 1.0);
+    assert!(metric(&after, "onionstream_sent_bytes_total") > 0.0);
+    assert_eq!(metric(&after, "onionstream_tor_published"), 0.0);
     drop(video);
     server.stop().await;
 }

@@ -26,10 +26,14 @@
 //!   can show the state and an alert can fire on `tor_state{state="restarting"} == 1`).
 //!
 //! - live sockets of JavaScript pages ([`crate::LiveHub`]): `live_sockets` (gauge),
-//!   `live_sockets_opened_total`, `live_sockets_refused_total`.
+//!   `live_sockets_opened_total`, `live_sockets_refused_total`;
+//! - `title_file_reads_total` ([`MetricsSources::title_file_reads`]): reads of `title.txt`,
+//!   one at start and one per change of its content (a count that grows while nobody edits the
+//!   file is a bug).
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,6 +113,8 @@ pub struct MetricsSources {
     pub tor: Option<Arc<dyn Fn() -> TorStatus + Send + Sync>>,
     /// The WebSocket hub of the site; `None` reads as zero sockets.
     pub live: Option<crate::LiveHub>,
+    /// Reads of `title.txt` by the binary's watcher; `None` (no data directory) reads as 0.
+    pub title_file_reads: Option<Arc<AtomicU64>>,
 }
 
 impl fmt::Debug for MetricsSources {
@@ -146,6 +152,7 @@ struct Snapshot {
     live_sockets: usize,
     live_opened: u64,
     live_refused: u64,
+    title_file_reads: u64,
 }
 
 impl Snapshot {
@@ -176,6 +183,10 @@ impl Snapshot {
             live_sockets: s.live.as_ref().map_or(0, |l| l.connected()),
             live_opened: s.live.as_ref().map_or(0, |l| l.opened()),
             live_refused: s.live.as_ref().map_or(0, |l| l.refused()),
+            title_file_reads: s
+                .title_file_reads
+                .as_ref()
+                .map_or(0, |r| r.load(Ordering::Relaxed)),
         }
     }
 }
@@ -347,6 +358,13 @@ impl Collector for Snapshot {
             s.epochs,
         )?;
 
+        counter(
+            e,
+            "title_file_reads",
+            "Reads of title.txt: one at start and one per change of its content.",
+            self.title_file_reads,
+        )?;
+
         gauge(
             e,
             "tor_published",
@@ -473,6 +491,7 @@ mod tests {
             counters: Arc::new(DeliveryCounters::default()),
             tor: None,
             live: None,
+            title_file_reads: None,
         }
     }
 
@@ -557,7 +576,7 @@ mod tests {
         Parsed { values }
     }
 
-    const COUNTERS: [&str; 19] = [
+    const COUNTERS: [&str; 20] = [
         "onionstream_live_sockets_opened_total",
         "onionstream_live_sockets_refused_total",
         "onionstream_streams_opened_total",
@@ -577,6 +596,7 @@ mod tests {
         "onionstream_fragments_rejected_total",
         "onionstream_source_splices_total",
         "onionstream_epochs_total",
+        "onionstream_title_file_reads_total",
     ];
 
     const GAUGES: [&str; 6] = [

@@ -17,6 +17,7 @@ fn sources() -> MetricsSources {
         counters: Arc::new(web::DeliveryCounters::default()),
         tor: Some(Arc::new(|| TorStatus::Published)),
         live: None,
+        title_file_reads: None,
     }
 }
 

@@ -616,3 +616,46 @@ pub fn ctl_ok(data_dir: &Path, args: &[&str]) -> String {
     assert_eq!(code, 0, "ctl {args:?}: {err}{out}");
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// The process's own CPU time.
+
+/// CPU time (user + system) the process `pid` has used so far, from `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name (which may hold spaces, so split after its ')'):
+    // state is field 3, utime 14 and stime 15 (1-based), in clock ticks.
+    let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(ticks as f64 / clock_ticks_per_sec() as f64)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux unless told).
+fn clock_ticks_per_sec() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// The share of one core the process `pid` used over the next `window` (1.0 = a whole core).
+pub async fn cpu_share(pid: u32, window: Duration) -> f64 {
+    let (cpu0, t0) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(window).await;
+    let (cpu1, t1) = (cpu_time(pid), Instant::now());
+    (cpu1 - cpu0).as_secs_f64() / (t1 - t0).as_secs_f64()
+}
+
+/// One value of a Prometheus text scrape (`name` without labels); panics when absent.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name).then(|| v.trim().parse().ok()).flatten()
+        })
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}

@@ -1,0 +1,126 @@
+//! Idle means idle: the real binary, with nobody connected, uses next to no CPU, and stays so
+//! after the broadcaster changes the title the two ways the README gives (writing `title.txt`,
+//! `ctl title set`). A watcher that answered its own reads of `title.txt` once burnt a whole
+//! core from the first title change until the process stopped.
+//!
+//! Owns: the CPU of an idle server, from `/proc/PID/stat`, as a share of one core (a ratio of
+//! CPU time to elapsed time in the same window, with wide headroom: the bug gave ~100 %,
+//! idle is ~1 %), and the `title_file_reads_total` metric standing still. Must never: assert a
+//! wall-clock figure.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Pass: at most this share of one core over an idle window after a title change.
+const IDLE_CPU_MAX_SHARE: f64 = 0.20;
+/// The measured window.
+const WINDOW: Duration = Duration::from_secs(5);
+const T: &str = "idleviewertoken01";
+
+async fn title_reads(metrics: SocketAddr) -> f64 {
+    let r = get(metrics, "/metrics").await;
+    assert_eq!(r.status, 200);
+    metric(&r.text(), "onionstream_title_file_reads_total")
+}
+
+async fn wait_for_title(server: &Server, title: &str) {
+    let start = Instant::now();
+    loop {
+        let html = get(server.addr, &format!("/info?token={T}")).await.text();
+        if html.contains(title) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "title {title:?} not shown: {html}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// After a change: the title file is read a few times at most, then not at all, and the
+/// process is idle.
+async fn assert_idle_after(server: &Server, metrics: SocketAddr, change: &str, idle: f64) {
+    // Let the change settle (the watcher reads within 100 ms of the last event).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reads_before = title_reads(metrics).await;
+    let share = cpu_share(server.pid(), WINDOW).await;
+    let reads_after = title_reads(metrics).await;
+    eprintln!(
+        "after {change}: {:.1} % of a core over {WINDOW:?} (idle before: {:.1} %); title.txt read \
+         {reads_before} times so far",
+        share * 100.0,
+        idle * 100.0
+    );
+    assert_eq!(
+        reads_after, reads_before,
+        "after {change}, title.txt is read again and again with nobody editing it"
+    );
+    assert!(
+        share < IDLE_CPU_MAX_SHARE,
+        "after {change}, an idle server uses {:.0} % of a core (idle before: {:.1} %)",
+        share * 100.0,
+        idle * 100.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_stays_idle_after_the_title_changes_by_file_and_by_ctl() {
+    let config = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let server = Server::start(&[], Some(config)).await;
+    let url = server
+        .wait_for_line("onionstream: metrics at http://", Duration::from_secs(10))
+        .await;
+    let metrics: SocketAddr = url.trim_end_matches("/metrics").parse().unwrap();
+    server.wait_live(Duration::from_secs(20)).await;
+    assert_eq!(title_reads(metrics).await, 1.0, "read once at start");
+
+    let idle = cpu_share(server.pid(), WINDOW).await;
+    eprintln!("idle: {:.1} % of a core", idle * 100.0);
+    assert!(
+        idle < IDLE_CPU_MAX_SHARE,
+        "idle before any change: {:.0} % of a core",
+        idle * 100.0
+    );
+
+    // As the seed and the README say: write the file while streaming.
+    std::fs::write(server.data_dir.join("title.txt"), "Written to the file\n").unwrap();
+    wait_for_title(&server, "Written to the file").await;
+    assert_idle_after(&server, metrics, "a write to title.txt", idle).await;
+    let reads = title_reads(metrics).await;
+    assert!(
+        (2.0..=4.0).contains(&reads),
+        "one write, one read (or a few): {reads} in all"
+    );
+
+    // An append, as `echo >> title.txt` would (the first line stays the title).
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(server.data_dir.join("title.txt"))
+            .unwrap();
+        writeln!(f, "a second line").unwrap();
+    }
+    assert_idle_after(&server, metrics, "an append to title.txt", idle).await;
+
+    // The console.
+    ctl_ok(&server.data_dir, &["title", "set", "Set from the console"]);
+    wait_for_title(&server, "Set from the console").await;
+    assert_idle_after(&server, metrics, "ctl title set", idle).await;
+
+    // Another program reading the file is no edit: nothing wakes.
+    let _ = std::fs::read(server.data_dir.join("title.txt")).unwrap();
+    assert_idle_after(
+        &server,
+        metrics,
+        "a read of title.txt by another program",
+        idle,
+    )
+    .await;
+    server.stop().await;
+}
