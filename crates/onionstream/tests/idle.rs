@@ -124,3 +124,60 @@ async fn an_idle_server_stays_idle_after_the_title_changes_by_file_and_by_ctl() 
     .await;
     server.stop().await;
 }
+
+/// The folder source watches its folder with inotify too, and reads the playlist and the
+/// segments it names: its own reads must not wake it either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_folder_source_stays_idle_after_its_playlist_is_read_and_rewritten() {
+    assert!(
+        ffmpeg_available(),
+        "ffmpeg is needed (apt-get install ffmpeg)"
+    );
+    let dir = temp_dir("idle-hls");
+    // Four seconds of HLS (fMP4), written as fast as ffmpeg can, then the writer is gone.
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "4"])
+        .args("-c:v libx264 -preset ultrafast -g 30 -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 64k".split(' '))
+        .args("-f hls -hls_init_time 0 -hls_time 1 -hls_list_size 30 -hls_segment_type fmp4".split(' '))
+        .arg(dir.join("stream.m3u8"))
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let server = Server::start(&["--source", &format!("folder:{}", dir.display())], None).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let share = cpu_share(server.pid(), WINDOW).await;
+    eprintln!(
+        "folder source, playlist read: {:.1} % of a core",
+        share * 100.0
+    );
+    assert!(
+        share < IDLE_CPU_MAX_SHARE,
+        "an idle folder source uses {:.0} % of a core",
+        share * 100.0
+    );
+    // The playlist rewritten in place (same text): read again, once.
+    let playlist = dir.join("stream.m3u8");
+    let text = std::fs::read(&playlist).unwrap();
+    std::fs::write(&playlist, &text).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let share = cpu_share(server.pid(), WINDOW).await;
+    eprintln!(
+        "folder source, after the playlist was rewritten: {:.1} % of a core",
+        share * 100.0
+    );
+    assert!(
+        share < IDLE_CPU_MAX_SHARE,
+        "after its playlist was rewritten, an idle folder source uses {:.0} % of a core",
+        share * 100.0
+    );
+    assert!(
+        server.log().contains("folder source: watching"),
+        "the folder was watched:\n{}",
+        server.log()
+    );
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

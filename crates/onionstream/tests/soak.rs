@@ -2,7 +2,9 @@
 //! tests) under the Tor-like mixed load for 90 s with the server's socket timeouts accelerated
 //! x10, and must pass its own criteria: every fd, thread and gauge back at its idle level, RSS
 //! within its margin, p99 of `GET /` and of a chat post under load within 5x idle (or 50 ms),
-//! no honest viewer skipped forward or left behind, no request of a well-behaved client failed.
+//! no honest viewer skipped forward or left behind, no request of a well-behaved client failed,
+//! and idle means idle: the server's CPU after the load and after each kind of change (title by
+//! file and by `ctl`, source restart) back within a small margin of its idle figure.
 //!
 //! Owns: running the bench's soak as a test. Must never: reach beyond loopback, or assert a
 //! wall-clock figure of its own (the bench's criteria are ratios to the same run's idle).
@@ -54,6 +56,7 @@ fn a_server_under_tor_like_churn_returns_to_idle_and_keeps_honest_viewers_live()
     let load = line("soak: load ");
     assert!(number_before(&load, "viewer visits") >= 100.0, "{load}");
     assert!(number_before(&load, "source restarts") >= 2.0, "{load}");
+    assert!(number_before(&load, "title changes") >= 4.0, "{load}");
     let server = line("soak: server during the load: ");
     let stalled = server
         .split_once("stalled connections dropped ")
@@ -67,6 +70,24 @@ fn a_server_under_tor_like_churn_returns_to_idle_and_keeps_honest_viewers_live()
         .lines()
         .filter(|l| l.starts_with("soak: honest-"))
         .collect();
+    // Idle means idle, checked after each kind of change (the summary's PASS says each held).
+    let checks: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("soak: idle check after "))
+        .collect();
+    for what in [
+        "the load",
+        "a title written to title.txt",
+        "a title set by ctl",
+        "a source restart",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.starts_with(&format!("soak: idle check after {what}"))),
+            "no idle check after {what}\n{report}"
+        );
+    }
     assert_eq!(honest.len(), 3, "{report}");
     for h in honest {
         assert!(h.contains("skipped forward 0 times"), "{h}");

@@ -31,9 +31,10 @@
 //! - `--soak` (only when asked for): the real binary under a long mixed load that behaves like
 //!   Tor circuits (slow and stalling viewers, viewers that never read, stop reading or reset
 //!   their connection, join/leave churn, chat posts, no-JS frame refreshes, WebSockets, source
-//!   restarts, a few honest viewers at or above the stream rate). Prints fds, threads, RSS,
-//!   the server's gauges and p99 latencies every 10 s, then checks that everything returns to
-//!   its idle level; exits non-zero when a pass criterion fails (see [`soak`]).
+//!   restarts, title changes by file and by `ctl`, a few honest viewers at or above the stream
+//!   rate). Prints fds, threads, RSS, the server's gauges and p99 latencies every 10 s, then
+//!   checks that everything returns to its idle level, its CPU included (after the load and
+//!   after each kind of change); exits non-zero when a pass criterion fails (see [`soak`]).
 //!
 //! `--binary PATH` runs that `onionstream` instead of the one next to this binary.
 
@@ -2046,6 +2047,17 @@ const SOAK_RSS_MARGIN_SHARE: f64 = 0.10;
 const SOAK_HONEST_MAX_LAG_SECS: f64 = 5.0;
 /// Chat history kept by the soak's server (small, so the warm-up reaches its bound).
 const SOAK_STORAGE_MESSAGES: usize = 200;
+/// Idle means idle: after the load, and after each change the soak makes (title by file and
+/// by `ctl`, source restart), the server's CPU over this window ...
+const SOAK_IDLE_CPU_WINDOW: Duration = Duration::from_secs(10);
+/// ... is at most its idle share (measured before the load, with the probe running) plus the
+/// larger of this share of one core and [`SOAK_IDLE_CPU_FACTOR`] x the idle share. A change
+/// that leaves work running behind it (a watcher answering its own events, a task that never
+/// ends) costs a whole core, far above this.
+const SOAK_IDLE_CPU_MARGIN: f64 = 0.05;
+const SOAK_IDLE_CPU_FACTOR: f64 = 1.0;
+/// Time between two title changes during the load (by file and by `ctl`, in turn).
+const SOAK_TITLE_EVERY: Duration = Duration::from_secs(7);
 /// Default server timeouts the acceleration divides (`onionstream.toml`).
 const WRITE_STALL_TIMEOUT_SECS: u64 = 30;
 const HEADER_READ_TIMEOUT_SECS: u64 = 20;
@@ -2178,6 +2190,9 @@ struct SoakCounters {
     live_failed: std::sync::atomic::AtomicU64,
     restarts_ok: std::sync::atomic::AtomicU64,
     restarts_failed: std::sync::atomic::AtomicU64,
+    /// Title changes during the load (by file and by `ctl`).
+    titles_ok: std::sync::atomic::AtomicU64,
+    titles_failed: std::sync::atomic::AtomicU64,
     probe_failures: std::sync::atomic::AtomicU64,
 }
 
@@ -2787,6 +2802,67 @@ async fn soak_restarter(
     }
 }
 
+/// How the soak changes the title: as the README says a broadcaster does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TitleBy {
+    /// `echo TEXT > DATA_DIR/title.txt`.
+    File,
+    /// `onionstream --data-dir DATA_DIR ctl title set TEXT`.
+    Ctl,
+}
+
+/// Sets the title `by` one way; `Err` says why it failed.
+async fn soak_set_title(data: &std::path::Path, by: TitleBy, text: &str) -> Result<(), String> {
+    match by {
+        TitleBy::File => tokio::fs::write(data.join("title.txt"), format!("{text}\n"))
+            .await
+            .map_err(|e| format!("writing title.txt: {e}")),
+        TitleBy::Ctl => {
+            let status = tokio::process::Command::new(server_binary())
+                .arg("--data-dir")
+                .arg(data)
+                .args(["ctl", "title", "set", text])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .status()
+                .await
+                .map_err(|e| format!("ctl title set: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("ctl title set: {status}"))
+            }
+        }
+    }
+}
+
+/// Changes the title every [`SOAK_TITLE_EVERY`], by file and by `ctl` in turn.
+async fn soak_titler(
+    sh: Arc<SoakShared>,
+    data: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for k in 0u64.. {
+        if pause(&mut stop, SOAK_TITLE_EVERY).await {
+            return;
+        }
+        let by = if k % 2 == 0 {
+            TitleBy::File
+        } else {
+            TitleBy::Ctl
+        };
+        match soak_set_title(&data, by, &format!("Soak title {k} by {by:?}")).await {
+            Ok(()) => sh.counters.titles_ok.fetch_add(1, Relaxed),
+            Err(e) => {
+                println!("soak: {e}");
+                sh.counters.titles_failed.fetch_add(1, Relaxed)
+            }
+        };
+    }
+}
+
 /// The latency probe: `GET /` every 500 ms and a chat post every 2 s, each on a fresh
 /// connection, for the whole soak.
 async fn soak_probe(sh: Arc<SoakShared>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -2875,7 +2951,7 @@ struct SoakLoad {
 }
 
 /// Starts every client of the load (viewers, honest viewers, pages, posters, WebSockets,
-/// the source restarter).
+/// the source restarter, the title changer).
 fn soak_start_load(sh: &Arc<SoakShared>, data: &std::path::Path, stream_rate: f64) -> SoakLoad {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let p = &sh.plan;
@@ -2891,6 +2967,11 @@ fn soak_start_load(sh: &Arc<SoakShared>, data: &std::path::Path, stream_rate: f6
     }
     tasks.push(tokio::spawn(soak_posters(sh.clone(), rx.clone())));
     tasks.push(tokio::spawn(soak_restarter(
+        sh.clone(),
+        data.to_path_buf(),
+        rx.clone(),
+    )));
+    tasks.push(tokio::spawn(soak_titler(
         sh.clone(),
         data.to_path_buf(),
         rx.clone(),
@@ -3043,8 +3124,135 @@ async fn soak_settle(
     }
 }
 
-/// `--soak`. Phases: idle (the probe alone: idle fds, threads, RSS, gauges, p99), warm-up load,
-/// settle, the measured load, settle. Returns whether every pass criterion held:
+/// The share of one core the process `pid` used between two readings of [`proc_usage`]
+/// (NaN when /proc could not be read).
+fn cpu_share_between(pid: u32, start: (Option<u64>, Instant)) -> f64 {
+    let now = (proc_usage(pid).map(|u| u.0), Instant::now());
+    match (start.0, now.0) {
+        (Some(a), Some(b)) => {
+            b.saturating_sub(a) as f64
+                / clock_ticks_per_sec()
+                / (now.1 - start.1).as_secs_f64().max(1e-9)
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// CPU ticks of `pid` now, and when, for [`cpu_share_between`].
+fn cpu_mark(pid: u32) -> (Option<u64>, Instant) {
+    (proc_usage(pid).map(|u| u.0), Instant::now())
+}
+
+/// The most CPU (share of one core) an idle check may show, given the idle share.
+fn idle_cpu_bound(idle: f64) -> f64 {
+    idle + SOAK_IDLE_CPU_MARGIN.max(idle * SOAK_IDLE_CPU_FACTOR)
+}
+
+/// One "idle means idle" check: what happened just before, and the server's CPU (share of
+/// one core) over the [`SOAK_IDLE_CPU_WINDOW`] after it.
+struct IdleCheck {
+    after: String,
+    share: f64,
+}
+
+/// Waits until the page's info panel shows `title` (at most 10 s).
+async fn soak_wait_title(sh: &SoakShared, title: &str) -> Result<(), String> {
+    let token = room::Token::generate();
+    let request = format!(
+        "GET /info?token={} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        token.secret(),
+        sh.addr
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Ok((200, body))) =
+            tokio::time::timeout(Duration::from_secs(5), http_once(sh.addr, &request)).await
+        {
+            if String::from_utf8_lossy(&body).contains(title) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > until {
+            return Err(format!(
+                "the page did not show the title {title:?} within 10 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// After the load: the CPU over [`SOAK_IDLE_CPU_WINDOW`] right after it settled (the crowd of
+/// viewers and pages has left), then after each kind of change the soak makes: the title
+/// written to `title.txt`, set by `ctl`, and a source restart. A change that fails to happen
+/// is returned as an error beside the checks.
+async fn soak_idle_checks(
+    sh: &SoakShared,
+    server: &ServerProcess,
+    data: &std::path::Path,
+) -> (Vec<IdleCheck>, Vec<String>) {
+    let pid = server.pid;
+    let mut checks = Vec::new();
+    let mut errors = Vec::new();
+    let measure = |after: String| async move {
+        let start = cpu_mark(pid);
+        tokio::time::sleep(SOAK_IDLE_CPU_WINDOW).await;
+        IdleCheck {
+            after,
+            share: cpu_share_between(pid, start),
+        }
+    };
+    checks.push(measure("the load (its crowd of viewers and pages left)".into()).await);
+    for (k, by) in [TitleBy::File, TitleBy::Ctl].into_iter().enumerate() {
+        let title = format!("Idle check title {k} by {by:?}");
+        let changed = match soak_set_title(data, by, &title).await {
+            Ok(()) => soak_wait_title(sh, &title).await,
+            Err(e) => Err(e),
+        };
+        let what = match by {
+            TitleBy::File => "a title written to title.txt",
+            TitleBy::Ctl => "a title set by ctl",
+        };
+        if let Err(e) = changed {
+            errors.push(format!("{what}: {e}"));
+        }
+        // The title watcher reads within 100 ms of the last event; give it a second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        checks.push(measure(what.into()).await);
+    }
+    let restarts = |s: &SoakSnapshot| s.m("source_restarts_total");
+    let before = restarts(&soak_snapshot(pid, *server.metrics.borrow()).await);
+    let status = tokio::process::Command::new(server_binary())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["ctl", "source", "restart"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .await;
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        errors.push(format!("ctl source restart: {status:?}"));
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = soak_snapshot(pid, *server.metrics.borrow()).await;
+        if restarts(&s) > before && s.m("stream_online") == 1.0 {
+            break;
+        }
+        if Instant::now() > until {
+            errors.push("the source did not come back online within 30 s of a restart".into());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    checks.push(measure("a source restart".into()).await);
+    (checks, errors)
+}
+
+/// `--soak`. Phases: idle (the probe alone: idle fds, threads, RSS, gauges, p99, CPU),
+/// warm-up load, settle, the measured load, settle, idle checks (CPU after the load, after a
+/// title change by file, by `ctl`, and after a source restart). Returns whether every pass criterion held:
 /// - fds, threads and the gauges (open streams, live sockets, viewers) back at their idle
 ///   level after the load (fds within [`SOAK_FD_MARGIN`], threads within
 ///   [`SOAK_THREAD_MARGIN`]), within the longest server timeout + 30 s;
@@ -3056,7 +3264,10 @@ async fn soak_settle(
 /// - no honest viewer skipped forward (a gap in its `mfhd` sequence numbers) or more than
 ///   [`SOAK_HONEST_MAX_LAG_SECS`] behind the best-served one;
 /// - no request of a well-behaved client failed (probe, page refresh, chat post, stream open,
-///   WebSocket, `ctl source restart`).
+///   WebSocket, `ctl source restart`, title change by file or `ctl`);
+/// - idle means idle: the server's CPU over [`SOAK_IDLE_CPU_WINDOW`] after the load settled,
+///   and after a title written to `title.txt`, one set by `ctl` and a source restart, within
+///   [`idle_cpu_bound`] of its CPU in the idle phase.
 async fn soak(plan: SoakPlan) -> bool {
     use std::sync::atomic::Ordering::Relaxed;
     let need = (plan.viewers * 2 + plan.pages + plan.live * 2 + 512) as u64;
@@ -3166,8 +3377,10 @@ async fn soak(plan: SoakPlan) -> bool {
     let probe = tokio::spawn(soak_probe(sh.clone(), probe_rx));
     soak_table_header();
     let idle_start = Instant::now();
+    let idle_cpu_start = cpu_mark(server.pid);
     let idle_snaps = soak_phase(&sh, &server, "idle", t0, plan.idle_secs).await;
     let idle_end = Instant::now();
+    let idle_cpu = cpu_share_between(server.pid, idle_cpu_start);
     let idle = idle_snaps.last().cloned().unwrap_or_default();
     let settle_deadline = Duration::from_secs(
         plan.write_stall_secs()
@@ -3195,6 +3408,7 @@ async fn soak(plan: SoakPlan) -> bool {
     let load_end = Instant::now();
     let honest = load.stop().await;
     let (after, settle_secs) = soak_settle(&sh, &server, &idle, t0, settle_deadline).await;
+    let (idle_checks, idle_check_errors) = soak_idle_checks(&sh, &server, &data).await;
     let _ = probe_stop.send(true);
     let _ = probe.await;
     let _ = std::fs::remove_dir_all(&root);
@@ -3208,7 +3422,8 @@ async fn soak(plan: SoakPlan) -> bool {
     println!(
         "soak: load {load_secs:.0} s: {visits} viewer visits ({:.2}/s; by kind {}), {} refused or \
          failed, {} ended by the server; {:.1} MB read by viewers; {} page refreshes ({} failed); \
-         {} posts ({} failed); {} WebSockets opened ({} failed); {} source restarts ({} failed)",
+         {} posts ({} failed); {} WebSockets opened ({} failed); {} source restarts ({} failed); \
+         {} title changes ({} failed)",
         visits as f64 / load_secs,
         SoakKind::ALL
             .iter()
@@ -3226,6 +3441,8 @@ async fn soak(plan: SoakPlan) -> bool {
         c.live_failed.load(Relaxed),
         c.restarts_ok.load(Relaxed),
         c.restarts_failed.load(Relaxed),
+        c.titles_ok.load(Relaxed) + c.titles_failed.load(Relaxed),
+        c.titles_failed.load(Relaxed),
     );
     println!(
         "soak: server during the load: streams opened {:.0}, refused {:.0}, catch-ups {:.0}, gap \
@@ -3295,6 +3512,35 @@ async fn soak(plan: SoakPlan) -> bool {
             rss_margin as f64 / 1024.0
         ));
     }
+    // Idle means idle.
+    let idle_bound = idle_cpu_bound(idle_cpu);
+    println!(
+        "soak: idle CPU before the load: {:.1} % of a core over {:.0} s (the probe's requests \
+         and the demo source included); each idle check below must stay within {:.1} %",
+        idle_cpu * 100.0,
+        (idle_end - idle_start).as_secs_f64(),
+        idle_bound * 100.0
+    );
+    for check in &idle_checks {
+        println!(
+            "soak: idle check after {}: {:.1} % of a core over {} s",
+            check.after,
+            check.share * 100.0,
+            SOAK_IDLE_CPU_WINDOW.as_secs()
+        );
+        if !at_most(check.share, idle_bound) {
+            failures.push(format!(
+                "CPU after {} {:.1} % of a core > {:.1} % (idle {:.1} %)",
+                check.after,
+                check.share * 100.0,
+                idle_bound * 100.0,
+                idle_cpu * 100.0
+            ));
+        }
+    }
+    failures.extend(idle_check_errors);
+    let idle_worst = idle_checks.iter().map(|c| c.share).fold(f64::NAN, f64::max);
+
     // Latency.
     let mut p99s = Vec::new();
     for (what, post) in [("GET /", false), ("chat post", true)] {
@@ -3321,6 +3567,7 @@ async fn soak(plan: SoakPlan) -> bool {
         ("chat posts", c.posts_failed.load(Relaxed)),
         ("WebSocket connections", c.live_failed.load(Relaxed)),
         ("source restarts", c.restarts_failed.load(Relaxed)),
+        ("title changes", c.titles_failed.load(Relaxed)),
     ] {
         if n > 0 {
             failures.push(format!("{n} {what} failed"));
@@ -3366,7 +3613,8 @@ async fn soak(plan: SoakPlan) -> bool {
     println!(
         "soak summary: {verdict}: {} viewers x {load_secs:.0} s x churn {:.1}/s ({visits} visits), \
          accel x{accel}; fds {} -> {}, RSS {:.1} (warm {:.1}) -> {:.1} MiB, open streams {} -> {}, \
-         live sockets {} -> {}; p99 {}; honest viewers skipped {}, at most {:.1} s behind{}",
+         live sockets {} -> {}; idle CPU {:.1} % -> at most {:.1} % of a core after {} changes; \
+         p99 {}; honest viewers skipped {}, at most {:.1} s behind{}",
         plan.viewers,
         visits as f64 / load_secs,
         idle.fds,
@@ -3378,6 +3626,9 @@ async fn soak(plan: SoakPlan) -> bool {
         after.m("open_streams"),
         idle.m("live_sockets"),
         after.m("live_sockets"),
+        idle_cpu * 100.0,
+        idle_worst * 100.0,
+        idle_checks.len(),
         p99s.join(", "),
         honest.iter().map(|h| h.skips).sum::<u64>(),
         honest
