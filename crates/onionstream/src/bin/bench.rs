@@ -2786,19 +2786,30 @@ async fn soak_restarter(
         return;
     }
     while !pause(&mut stop, Duration::from_secs(sh.plan.restart_secs)).await {
-        let status = tokio::process::Command::new(server_binary())
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["ctl", "source", "restart"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
-            .await;
-        match status {
-            Ok(s) if s.success() => sh.counters.restarts_ok.fetch_add(1, Relaxed),
-            _ => sh.counters.restarts_failed.fetch_add(1, Relaxed),
+        match soak_ctl(&data, &["source", "restart"]).await {
+            Ok(()) => sh.counters.restarts_ok.fetch_add(1, Relaxed),
+            Err(_) => sh.counters.restarts_failed.fetch_add(1, Relaxed),
         };
+    }
+}
+
+/// `onionstream --data-dir DATA ctl ARGS...`; `Err` says how it failed.
+async fn soak_ctl(data: &std::path::Path, args: &[&str]) -> Result<(), String> {
+    let status = tokio::process::Command::new(server_binary())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("ctl")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .await
+        .map_err(|e| format!("ctl {}: {e}", args.join(" ")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("ctl {}: {status}", args.join(" ")))
     }
 }
 
@@ -2817,23 +2828,7 @@ async fn soak_set_title(data: &std::path::Path, by: TitleBy, text: &str) -> Resu
         TitleBy::File => tokio::fs::write(data.join("title.txt"), format!("{text}\n"))
             .await
             .map_err(|e| format!("writing title.txt: {e}")),
-        TitleBy::Ctl => {
-            let status = tokio::process::Command::new(server_binary())
-                .arg("--data-dir")
-                .arg(data)
-                .args(["ctl", "title", "set", text])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .status()
-                .await
-                .map_err(|e| format!("ctl title set: {e}"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("ctl title set: {status}"))
-            }
-        }
+        TitleBy::Ctl => soak_ctl(data, &["title", "set", text]).await,
     }
 }
 
@@ -3221,17 +3216,8 @@ async fn soak_idle_checks(
     }
     let restarts = |s: &SoakSnapshot| s.m("source_restarts_total");
     let before = restarts(&soak_snapshot(pid, *server.metrics.borrow()).await);
-    let status = tokio::process::Command::new(server_binary())
-        .arg("--data-dir")
-        .arg(data)
-        .args(["ctl", "source", "restart"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .status()
-        .await;
-    if !status.as_ref().is_ok_and(|s| s.success()) {
-        errors.push(format!("ctl source restart: {status:?}"));
+    if let Err(e) = soak_ctl(data, &["source", "restart"]).await {
+        errors.push(e);
     }
     let until = Instant::now() + Duration::from_secs(30);
     loop {
