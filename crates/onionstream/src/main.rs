@@ -5,9 +5,8 @@
 
 mod cli;
 mod config;
-mod control_socket;
+mod console;
 mod ctl;
-mod events;
 mod memory;
 mod source_task;
 mod title_file;
@@ -255,8 +254,12 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
     };
     tracing::info!("source: {spec}");
     let source = source_task::SourceTask::start(spec, store.clone(), config.source_options());
-    let events =
-        events::EventHub::start(room.clone(), title.clone(), store.clone(), viewers.clone());
+    let events = console::events::EventHub::start(
+        room.clone(),
+        title.clone(),
+        store.clone(),
+        viewers.clone(),
+    );
     let metrics_parts = (store.clone(), viewers.clone(), room.clone());
     let metrics_listener = match config.metrics_listen() {
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
@@ -269,7 +272,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
         None => None,
     };
     let control = if data_dir_usable {
-        let console = control_socket::Console {
+        let console = console::server::Console {
             room,
             title,
             store,
@@ -280,7 +283,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
             events,
             listen: local,
         };
-        match control_socket::serve(console).await {
+        match console::server::serve(console).await {
             Ok(path) => Some(path),
             Err(e) => {
                 tracing::error!("no control socket (onionstream ctl will not work): {e}");
@@ -357,7 +360,7 @@ async fn serve(config: Config, test: TestKnobs) -> ExitCode {
         service.stop().await;
     }
     if let Some(path) = control {
-        control_socket::remove(&path);
+        console::server::remove(&path);
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS

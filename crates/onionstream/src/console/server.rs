@@ -1,0 +1,508 @@
+//! The control socket: `DATA_DIR/control.sock` (mode 0600), JSON lines, protocol version 1
+//! ([`super::protocol`], `docs/CONTROL.md`). What `onionstream ctl` talks to.
+//!
+//! Owns: accepting console connections, reading requests within limits, running commands
+//! against the room, title, source and viewers, and streaming events. Must never: show a
+//! secret (tokens, the broadcaster's password hash), crash or stall on a malformed or
+//! half-sent request, or let a slow events reader hold anything but its own connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use room::{Moderation, Notice};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, Semaphore};
+
+use super::events::{secs_since, EventHub};
+use super::protocol::{
+    self as p, ErrorBody, ErrorCode, Event, EventLine, Request, Response, IDLE_TIMEOUT,
+    MAX_CONNECTIONS, MAX_REQUEST_BYTES, MAX_SHOW, PROTOCOL_VERSION, SOCKET_NAME,
+};
+use crate::config::Config;
+use crate::source_task::SourceTask;
+
+/// A write to a console client that makes no progress for this long ends the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the console can steer. Cheap to clone.
+#[derive(Clone)]
+pub struct Console {
+    pub room: room::Room,
+    pub title: room::Title,
+    pub store: media::SegmentStore,
+    pub viewers: room::Viewers,
+    pub source: SourceTask,
+    pub config: Arc<Config>,
+    pub data_dir: PathBuf,
+    pub events: EventHub,
+    /// Where the web server actually listens.
+    pub listen: std::net::SocketAddr,
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, message)
+}
+
+fn notice_error(n: Notice) -> ErrorBody {
+    match n {
+        Notice::NotFound => err(ErrorCode::NotFound, n.to_string()),
+        Notice::StorageFailed(_) => err(ErrorCode::Storage, n.to_string()),
+        other => err(ErrorCode::Refused, other.to_string()),
+    }
+}
+
+/// A typed reply as the `result` of an answer.
+fn reply(r: impl Serialize) -> Result<Value, ErrorBody> {
+    serde_json::to_value(r).map_err(|e| err(ErrorCode::Unavailable, e.to_string()))
+}
+
+/// Binds the socket (replacing a stale one) and serves until the runtime stops.
+pub async fn serve(console: Console) -> std::io::Result<PathBuf> {
+    let path = console.data_dir.join(SOCKET_NAME);
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!(
+                    "{} is in use: another onionstream runs with this data directory",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
+            let console = console.clone();
+            tokio::spawn(async move {
+                connection(console, stream).await;
+                drop(permit);
+            });
+        }
+    });
+    Ok(path)
+}
+
+/// Removes the socket file (at shutdown).
+pub fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+enum Line {
+    Text(Vec<u8>),
+    TooLarge,
+    Closed,
+}
+
+/// Reads one line of at most [`MAX_REQUEST_BYTES`].
+async fn read_line(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> Line {
+    let mut line = Vec::new();
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(b) => b,
+            Err(_) => return Line::Closed,
+        };
+        if buf.is_empty() {
+            return Line::Closed;
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                line.extend_from_slice(&buf[..i]);
+                reader.consume(i + 1);
+                return if line.len() > MAX_REQUEST_BYTES {
+                    Line::TooLarge
+                } else {
+                    Line::Text(line)
+                };
+            }
+            None => {
+                let n = buf.len();
+                line.extend_from_slice(buf);
+                reader.consume(n);
+                if line.len() > MAX_REQUEST_BYTES {
+                    return Line::TooLarge;
+                }
+            }
+        }
+    }
+}
+
+async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, line: &str) -> bool {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
+fn answer(id: &Value, result: Result<Value, ErrorBody>) -> String {
+    Response::new(id.clone(), result).line()
+}
+
+async fn connection(console: Console, stream: UnixStream) {
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::new(r);
+    loop {
+        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader)).await {
+            Ok(Line::Text(l)) => l,
+            Ok(Line::TooLarge) => {
+                let msg = format!("a request may be at most {MAX_REQUEST_BYTES} bytes");
+                let a = answer(&Value::Null, Err(err(ErrorCode::TooLarge, msg)));
+                write_line(&mut w, &a).await;
+                return;
+            }
+            Ok(Line::Closed) | Err(_) => return,
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let (id, request) = match parse_request(&line) {
+            Ok(parsed) => parsed,
+            Err((id, e)) => {
+                if !write_line(&mut w, &answer(&id, Err(e))).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if request == (Request::Events {}) {
+            let events = console.events.subscribe();
+            let started = reply(p::Streaming { streaming: true });
+            if write_line(&mut w, &answer(&id, started)).await {
+                stream_events(events, &mut w).await;
+            }
+            return;
+        }
+        let c = console.clone();
+        let result = tokio::task::spawn_blocking(move || run(&c, request))
+            .await
+            .unwrap_or_else(|_| {
+                Err(err(
+                    ErrorCode::Unavailable,
+                    "the command failed inside the server",
+                ))
+            });
+        if !write_line(&mut w, &answer(&id, result)).await {
+            return;
+        }
+    }
+}
+
+/// A request line's id (null when it has none) and its request, or why it is not one (with
+/// the id, when there is one to echo).
+fn parse_request(line: &[u8]) -> Result<(Value, Request), (Value, ErrorBody)> {
+    let mut object = match serde_json::from_slice(line) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => {
+            return Err((
+                Value::Null,
+                err(ErrorCode::BadRequest, "a request is a JSON object"),
+            ))
+        }
+        Err(e) => {
+            return Err((
+                Value::Null,
+                err(ErrorCode::BadRequest, format!("not JSON: {e}")),
+            ))
+        }
+    };
+    let id = object.remove("id").unwrap_or(Value::Null);
+    if object.get("v").and_then(Value::as_u64) != Some(PROTOCOL_VERSION) {
+        let message =
+            format!("this server speaks protocol version {PROTOCOL_VERSION}; send \"v\": 1");
+        return Err((id, err(ErrorCode::Version, message)));
+    }
+    let cmd = object.get("cmd").and_then(Value::as_str).unwrap_or("");
+    match Request::parse(cmd, object.get("args").cloned()) {
+        Ok(request) => Ok((id, request)),
+        Err(e) => Err((id, e)),
+    }
+}
+
+async fn stream_events(
+    mut events: broadcast::Receiver<Arc<str>>,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+) {
+    loop {
+        match events.recv().await {
+            Ok(line) => {
+                if !write_line(w, &line).await {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                write_line(w, &EventLine::line(Event::Lagged { missed })).await;
+                return;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+fn find_user(c: &Console, query: &str) -> Result<room::UserView, ErrorBody> {
+    c.room
+        .find_user(query)
+        .map_err(|m| err(ErrorCode::NotFound, m))
+}
+
+/// The user with public id `id`, with the time since they were last seen.
+fn user_reply(c: &Console, id: &str) -> Result<Value, ErrorBody> {
+    let user = c
+        .room
+        .all_users()
+        .into_iter()
+        .find(|(u, _)| u.id == id)
+        .map(|(u, seen)| p::User::new(&u, Some(seen)))
+        .ok_or_else(|| err(ErrorCode::NotFound, format!("no user {id:?}")))?;
+    reply(p::UserReply { user })
+}
+
+fn private_reply(c: &Console) -> Result<Value, ErrorBody> {
+    let (enabled, tripcodes) = c.room.private_mode();
+    reply(p::PrivateMode { enabled, tripcodes })
+}
+
+fn private_allow(c: &Console, tripcode: &str, allow: bool) -> Result<Value, ErrorBody> {
+    c.room
+        .private_allow(tripcode, allow)
+        .map_err(|m| err(ErrorCode::Refused, m))?;
+    private_reply(c)
+}
+
+/// Runs one command. Blocking (it may write to the database).
+fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
+    match request {
+        Request::Hello {} => reply(p::Hello {
+            protocol: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").into(),
+        }),
+        Request::TitleShow {} => reply(p::TitleReply {
+            title: c.title.get(),
+        }),
+        Request::Login {} => reply(p::LoginLink {
+            path: format!("/?token={}", c.room.broadcaster_token().secret()),
+            listen: c.listen.to_string(),
+        }),
+        Request::TitleSet { title } => {
+            // The file first: it stays the one source of truth across restarts, and its
+            // watcher, reading it after this write, agrees with the title set below.
+            let file = c.data_dir.join(crate::title_file::TITLE_FILE);
+            // Written whole under another name and renamed, so the watcher never reads a
+            // half-written (empty) file and flashes the default title.
+            let tmp = c.data_dir.join(".title.txt.tmp");
+            let written = std::fs::write(&tmp, format!("{title}\n"))
+                .and_then(|()| std::fs::rename(&tmp, &file));
+            c.title.set(&title);
+            if let Err(e) = written {
+                return Err(err(
+                    ErrorCode::Storage,
+                    format!(
+                        "the title is set, but {} could not be written: {e}",
+                        file.display()
+                    ),
+                ));
+            }
+            reply(p::TitleReply {
+                title: c.title.get(),
+            })
+        }
+        Request::ChatShow { count } => {
+            let n = count.unwrap_or(p::DEFAULT_SHOW);
+            if !(1..=MAX_SHOW).contains(&n) {
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    format!("count must be 1 to {MAX_SHOW}"),
+                ));
+            }
+            let messages = c.room.recent_messages(n as usize);
+            reply(p::Messages {
+                messages: messages.iter().map(p::Message::from).collect(),
+            })
+        }
+        Request::ChatHide { ids, unhide } => {
+            if ids.is_empty() {
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    "argument \"ids\" must be a list of message ids",
+                ));
+            }
+            let mut changed = Vec::new();
+            for id in ids {
+                let action = if unhide.unwrap_or(false) {
+                    Moderation::Unhide(id)
+                } else {
+                    Moderation::Hide(id)
+                };
+                match c.room.apply_moderation(action) {
+                    Ok(_) => changed.push(id),
+                    Err(Notice::NotFound) => {
+                        return Err(err(ErrorCode::NotFound, format!("no message {id}")))
+                    }
+                    Err(n) => return Err(notice_error(n)),
+                }
+            }
+            reply(p::Changed { changed })
+        }
+        Request::ChatSay { text } => {
+            let id = c.room.broadcaster_say(&text).map_err(notice_error)?;
+            reply(p::Posted { id })
+        }
+        Request::UserList {} => reply(p::Users {
+            users: c
+                .room
+                .all_users()
+                .iter()
+                .map(|(u, seen)| p::User::new(u, Some(*seen)))
+                .collect(),
+        }),
+        Request::UserShow { user } => user_reply(c, &find_user(c, &user)?.id),
+        Request::UserBan { user, purge } => {
+            let u = find_user(c, &user)?;
+            let action = if purge.unwrap_or(false) {
+                Moderation::BanAndPurge(u.id.clone())
+            } else {
+                Moderation::Ban(u.id.clone())
+            };
+            c.room.apply_moderation(action).map_err(|n| match n {
+                Notice::NotAllowed => err(ErrorCode::Refused, "the broadcaster cannot be banned"),
+                other => notice_error(other),
+            })?;
+            user_reply(c, &u.id)
+        }
+        Request::UserUnban { user } => {
+            let u = find_user(c, &user)?;
+            c.room
+                .apply_moderation(Moderation::Unban(u.id.clone()))
+                .map_err(notice_error)?;
+            user_reply(c, &u.id)
+        }
+        Request::UserCaptcha { user } => {
+            let u = find_user(c, &user)?;
+            c.room.require_captcha(&u.id).map_err(notice_error)?;
+            user_reply(c, &u.id)
+        }
+        Request::PrivateShow {} => private_reply(c),
+        Request::PrivateSet { enabled } => {
+            c.room.set_private_mode(enabled).map_err(notice_error)?;
+            private_reply(c)
+        }
+        Request::PrivateAllow { tripcode } => private_allow(c, &tripcode, true),
+        Request::PrivateDeny { tripcode } => private_allow(c, &tripcode, false),
+        Request::FilterList {} => reply(c.room.filters()),
+        Request::FilterAdd { list, entry } => {
+            let mut f = c.room.filters();
+            let target = list.of(&mut f);
+            if !target.contains(&entry) {
+                target.push(entry);
+            }
+            c.room
+                .set_filters(f)
+                .map_err(|m| err(ErrorCode::Refused, m))?;
+            reply(c.room.filters())
+        }
+        Request::FilterRemove { list, entry } => {
+            let mut f = c.room.filters();
+            let target = list.of(&mut f);
+            let before = target.len();
+            target.retain(|e| *e != entry);
+            if target.len() == before {
+                return Err(err(
+                    ErrorCode::NotFound,
+                    format!("{entry:?} is not in the {} list", list.as_str()),
+                ));
+            }
+            c.room
+                .set_filters(f)
+                .map_err(|m| err(ErrorCode::Refused, m))?;
+            reply(c.room.filters())
+        }
+        Request::EmoteReload {} => {
+            let emotes = c
+                .room
+                .reload_emotes()
+                .map_err(|e| err(ErrorCode::Refused, e.to_string()))?;
+            reply(p::EmotesLoaded { emotes })
+        }
+        Request::SourceShow {} => {
+            let s = c.store.status();
+            reply(p::SourceState {
+                spec: c.source.spec(),
+                online: s.online,
+                epoch: s.epoch,
+                online_for_secs: s.online_since.map(secs_since),
+                buffered_ms: s.buffered.as_millis() as u64,
+                problem: s.problem,
+                runs: c.store.counters().sessions,
+            })
+        }
+        Request::SourceRestart {} => {
+            c.source.restart();
+            reply(p::Restarted { restarted: true })
+        }
+        Request::Viewers {} => reply(p::ViewerCounts {
+            watching: c.viewers.watching(),
+            open_streams: c.viewers.open_streams(),
+        }),
+        Request::OnionAddress {} => reply(p::OnionAddress {
+            address: onion::service::onion_address(&c.data_dir).map(|a| format!("http://{a}/")),
+        }),
+        Request::ConfigShow { key } => {
+            let value = config_value(&c.config, &key)?;
+            reply(p::ConfigValue { key, value })
+        }
+        // Answered by the connection itself (it streams).
+        Request::Events {} => reply(p::Streaming { streaming: true }),
+    }
+}
+
+/// Keys whose values are never shown.
+const SECRET_KEYS: &[&str] = &["chat.broadcaster_password_hash"];
+
+fn config_value(config: &Config, key: &str) -> Result<Value, ErrorBody> {
+    if SECRET_KEYS.contains(&key) {
+        return Err(err(
+            ErrorCode::Refused,
+            format!("{key} is a secret and is never shown"),
+        ));
+    }
+    let unavailable = |e: String| err(ErrorCode::Unavailable, e);
+    let table = toml::Value::try_from(config).map_err(|e| unavailable(e.to_string()))?;
+    let mut v = &table;
+    for part in key.split('.') {
+        v = v
+            .get(part)
+            .ok_or_else(|| err(ErrorCode::NotFound, format!("no config key {key:?}")))?;
+    }
+    let mut value = serde_json::to_value(v).map_err(|e| unavailable(e.to_string()))?;
+    // A table that holds a secret shows it blanked.
+    for secret in SECRET_KEYS {
+        if let Some(rest) = secret.strip_prefix(&format!("{key}.")) {
+            if let Some(obj) = value.as_object_mut() {
+                if obj.contains_key(rest) {
+                    obj.insert(rest.to_owned(), json!("(secret)"));
+                }
+            }
+        }
+    }
+    Ok(value)
+}

@@ -1,0 +1,829 @@
+//! Readable text of the console's answers and events, for a person at a terminal.
+//!
+//! Owns: how each reply and event reads (tables, times in UTC, durations), and making server
+//! text safe to print. Must never: print a string from the server without [`clean`] (chat text
+//! could steer the terminal), or guess a missing field: an answer that does not fit its type
+//! is an error (the server is another version), not a zero.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::args::{
+    ChatCommand, ConfigCommand, CtlCommand, EmoteCommand, OnionCtlCommand, SourceCommand,
+    TitleCommand, UserCommand,
+};
+use super::Failed;
+use crate::console::protocol::{
+    self as p, Event, EventLine, Filters, LoginLink, Message, PrivateMode, SourceState, User,
+};
+
+/// Writes `text` and flushes.
+pub(super) fn write_flush(out: &mut dyn Write, text: &str) -> Result<(), Failed> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Failed::Output)
+}
+
+/// `s` cut to `max_chars` characters, with `...` when cut.
+pub(super) fn shorten(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether a character could steer or disguise what the terminal shows.
+fn is_unsafe_char(c: char) -> bool {
+    // Marks and isolates/overrides that reorder text (Unicode bidi controls).
+    const BIDI_MARKS: &[char] = &['\u{061C}', '\u{200E}', '\u{200F}'];
+    c.is_control()
+        || BIDI_MARKS.contains(&c)
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// `s` with control and bidirectional-override characters shown escaped (`\n`, `\u{1b}`).
+pub(super) fn clean(s: &str) -> String {
+    if !s.chars().any(is_unsafe_char) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe_char(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// JSON text with the characters JSON encoders leave raw but terminals may obey (DEL, C1
+/// controls, bidi overrides) written as `\uXXXX` escapes: the same JSON, safe to print.
+pub(super) fn escape_for_terminal(json_text: &str) -> String {
+    if !json_text.chars().any(is_unsafe_char) {
+        return json_text.to_owned();
+    }
+    let mut out = String::with_capacity(json_text.len() + 8);
+    for c in json_text.chars() {
+        if is_unsafe_char(c) {
+            // Only inside strings can such characters occur in JSON text; there an escape
+            // means the same character.
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A value as plain text: strings bare, anything else as JSON.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => clean(s),
+        Value::Null => "-".to_owned(),
+        other => clean(&other.to_string()),
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// How a user or a message's author is shown: `## Name` for the broadcaster, `Name#tag`
+/// otherwise (the tag is what the `user` commands take), then ` !TRIPCODE`.
+fn author(name: &str, tag: &str, broadcaster: bool, tripcode: Option<&str>) -> String {
+    let name = clean(name);
+    let mut s = if broadcaster {
+        format!("## {name}")
+    } else {
+        format!("{name}#{}", clean(tag))
+    };
+    if let Some(t) = tripcode {
+        s.push_str(&format!(" !{}", clean(t)));
+    }
+    s
+}
+
+fn user_author(u: &User) -> String {
+    author(&u.name, &u.tag, u.broadcaster, u.tripcode.as_deref())
+}
+
+/// `#42 (hidden) Alice#3fa !Ab3dEf9_: text`
+fn message_text(m: &Message) -> String {
+    let mut s = format!("#{}", m.id);
+    if m.hidden {
+        s.push_str(" (hidden)");
+    }
+    let by = author(&m.name, &m.tag, m.broadcaster, m.tripcode.as_deref());
+    format!("{s} {by}: {}", clean(&m.text))
+}
+
+/// `[14:05] #42 Alice#3fa !Ab3dEf9_: text` (UTC; the date too when not today).
+fn message_line(m: &Message, now_ms: u64) -> String {
+    let time = match u64::try_from(m.time_ms) {
+        Ok(t) => utc_time(t, now_ms),
+        Err(_) => "--:--".to_owned(),
+    };
+    format!("[{time}] {}", message_text(m))
+}
+
+/// `HH:MM` in UTC, preceded by `YYYY-MM-DD ` when not on the same UTC day as `now_ms`.
+fn utc_time(ms: u64, now_ms: u64) -> String {
+    let secs = ms / 1000;
+    let (day, in_day) = (secs / 86_400, secs % 86_400);
+    let hm = format!("{:02}:{:02}", in_day / 3600, in_day % 3600 / 60);
+    if day == now_ms / 1000 / 86_400 {
+        hm
+    } else {
+        let (y, m, d) = civil_from_days(day as i64);
+        format!("{y:04}-{m:02}-{d:02} {hm}")
+    }
+}
+
+/// The calendar date of a day counted from 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `12 s`, `5 min`, `3 h`, `2 d`.
+fn duration_text(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=7199 => format!("{} min", secs / 60),
+        7200..=172_799 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86_400),
+    }
+}
+
+/// `1h 02m 03s`, `4m 05s`, `9s`.
+fn uptime_text(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// For each id, its shortest prefix of at least 3 characters that no other id shares.
+fn unique_prefixes(ids: &[&str]) -> Vec<String> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i]);
+    let common = |a: &str, b: &str| a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let mut out = vec![String::new(); ids.len()];
+    for (k, &i) in order.iter().enumerate() {
+        let mut need = 0;
+        if k > 0 {
+            need = need.max(common(ids[i], ids[order[k - 1]]) + 1);
+        }
+        if k + 1 < order.len() {
+            need = need.max(common(ids[i], ids[order[k + 1]]) + 1);
+        }
+        out[i] = ids[i].chars().take(need.max(3)).collect();
+    }
+    out
+}
+
+/// Rows as columns padded to their widest cell (the last column unpadded).
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[c] - cell.chars().count();
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn user_table(users: &[User]) -> String {
+    if users.is_empty() {
+        return "No users.\n".to_owned();
+    }
+    let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let prefixes = unique_prefixes(&ids);
+    let mut rows = vec![vec![
+        "ID".to_owned(),
+        "NAME".to_owned(),
+        "TRIPCODE".to_owned(),
+        "BANNED".to_owned(),
+        "SEEN".to_owned(),
+    ]];
+    for (u, prefix) in users.iter().zip(prefixes) {
+        let name = clean(&u.name);
+        rows.push(vec![
+            clean(&prefix),
+            if u.broadcaster {
+                format!("## {name}")
+            } else {
+                name
+            },
+            match &u.tripcode {
+                Some(t) => format!("!{}", clean(t)),
+                None => "-".to_owned(),
+            },
+            if u.banned { "banned" } else { "-" }.to_owned(),
+            match u.last_seen_secs {
+                Some(s) => format!("{} ago", duration_text(s)),
+                None => "-".to_owned(),
+            },
+        ]);
+    }
+    table(&rows)
+}
+
+fn user_details(u: &User) -> String {
+    let mut s = format!("{}\n", user_author(u));
+    s.push_str(&format!("  id: {}\n", clean(&u.id)));
+    let default = if u.default_name {
+        " (the default name)"
+    } else {
+        ""
+    };
+    s.push_str(&format!("  name: {}{default}\n", clean(&u.name)));
+    s.push_str(&format!(
+        "  tripcode: {}\n",
+        match &u.tripcode {
+            Some(t) => format!("!{}", clean(t)),
+            None => "none".to_owned(),
+        }
+    ));
+    s.push_str(&format!("  colour: {}\n", clean(&u.colour)));
+    if u.broadcaster {
+        s.push_str("  broadcaster: yes\n");
+    }
+    s.push_str(&format!("  banned: {}\n", yes_no(u.banned)));
+    if let Some(secs) = u.last_seen_secs {
+        s.push_str(&format!("  last seen: {} ago\n", duration_text(secs)));
+    }
+    s
+}
+
+fn private_text(r: &PrivateMode) -> String {
+    let mut s = if r.enabled {
+        "Private mode: on (only the broadcaster and these tripcodes get in)\n".to_owned()
+    } else {
+        "Private mode: off (anyone with the address gets in)\n".to_owned()
+    };
+    if r.tripcodes.is_empty() {
+        s.push_str("Allowed tripcodes: none\n");
+    } else {
+        let codes: Vec<String> = r
+            .tripcodes
+            .iter()
+            .map(|t| format!("!{}", clean(t)))
+            .collect();
+        s.push_str(&format!("Allowed tripcodes: {}\n", codes.join(" ")));
+    }
+    s
+}
+
+fn filters_text(f: &Filters) -> String {
+    let mut s = String::new();
+    for (name, entries) in [("ban", &f.ban), ("block", &f.block), ("censor", &f.censor)] {
+        s.push_str(&format!("{name}:\n"));
+        if entries.is_empty() {
+            s.push_str("  (empty)\n");
+        }
+        for entry in entries {
+            s.push_str(&format!("  {}\n", clean(entry)));
+        }
+    }
+    s.push_str(&format!(
+        "apply_to_broadcaster: {}\ncase_insensitive: {}\ncensor_with: {}\n",
+        f.apply_to_broadcaster,
+        f.case_insensitive,
+        clean(&format!("{:?}", f.censor_with))
+    ));
+    s
+}
+
+fn source_text(r: &SourceState) -> String {
+    let mut s = format!("source: {}\n", clean(&r.spec));
+    match (r.online, r.online_for_secs) {
+        (true, Some(secs)) => s.push_str(&format!("online: yes, for {}\n", uptime_text(secs))),
+        (true, None) => s.push_str("online: yes\n"),
+        (false, _) => s.push_str("online: no\n"),
+    }
+    match r.epoch {
+        Some(e) => s.push_str(&format!("epoch: {e}\n")),
+        None => s.push_str("epoch: -\n"),
+    }
+    s.push_str(&format!(
+        "buffered: {:.1} s\n",
+        r.buffered_ms as f64 / 1000.0
+    ));
+    match r.problem.as_deref() {
+        Some(p) if !p.is_empty() => s.push_str(&format!("problem: {}\n", clean(p))),
+        _ => s.push_str("problem: none\n"),
+    }
+    s.push_str(&format!("runs: {}\n", r.runs));
+    s
+}
+
+/// A config value: `key = value` for one value, the table as in the config file for a table
+/// (`[chat]`, `[chat.filters]`, ...).
+fn config_text(r: &p::ConfigValue) -> String {
+    let (key, value) = (r.key.as_str(), &r.value);
+    if value.is_object() {
+        // Nested under its key's parts, so that subtables are named in full.
+        let nested = key
+            .rsplit('.')
+            .filter(|part| !part.is_empty())
+            .fold(value.clone(), |inner, part| json!({ part: inner }));
+        if let Ok(t) = toml::to_string(&nested) {
+            return clean_lines(&t);
+        }
+        let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+        return clean_lines(&format!("{key} = {pretty}"));
+    }
+    let key = clean(key);
+    if value.is_null() {
+        return format!("{key} is not set\n");
+    }
+    match toml::Value::try_from(value) {
+        Ok(v) => format!("{key} = {}\n", clean(&v.to_string())),
+        Err(_) => format!("{key} = {}\n", text_of(value)),
+    }
+}
+
+/// Multi-line text with each line cleaned (its newlines kept).
+fn clean_lines(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(&clean(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// The broadcaster's link from `login`: `http://LISTEN/?token=...` (an unspecified listen
+/// address becomes the loopback one, where the server also answers).
+fn login_link(r: &LoginLink) -> String {
+    let host = match r.listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(ip, a.port()).to_string()
+        }
+        _ => r.listen.clone(),
+    };
+    format!("http://{}{}\n", clean(&host), clean(&r.path))
+}
+
+/// `result` read as the reply type of `command`; the error says it does not fit.
+fn typed<T: DeserializeOwned>(command: &CtlCommand, result: &Value) -> Result<T, String> {
+    serde_json::from_value(result.clone()).map_err(|e| {
+        format!(
+            "the server's answer to {} does not fit this ctl ({e}): is the running onionstream \
+             another version? --json shows it as it came",
+            command.request().name()
+        )
+    })
+}
+
+/// The readable text of an ordinary command's `result`, newline-terminated; an error when
+/// the result does not have the shape of that command's reply.
+pub(super) fn format_result(
+    command: &CtlCommand,
+    r: &Value,
+    now_ms: u64,
+) -> Result<String, String> {
+    use CtlCommand as C;
+    Ok(match command {
+        C::Title(TitleCommand::Show) => {
+            format!("{}\n", clean(&typed::<p::TitleReply>(command, r)?.title))
+        }
+        C::Title(TitleCommand::Set { .. }) => format!(
+            "Title set: {}\n",
+            clean(&typed::<p::TitleReply>(command, r)?.title)
+        ),
+        C::Chat(ChatCommand::Show { .. }) => {
+            let messages = typed::<p::Messages>(command, r)?.messages;
+            if messages.is_empty() {
+                return Ok("No messages.\n".to_owned());
+            }
+            messages
+                .iter()
+                .map(|m| format!("{}\n", message_line(m, now_ms)))
+                .collect()
+        }
+        C::Chat(ChatCommand::Hide { unhide, .. }) => {
+            let changed = typed::<p::Changed>(command, r)?.changed;
+            let ids: Vec<String> = changed.iter().map(|id| format!("#{id}")).collect();
+            let done = if *unhide { "Shown again" } else { "Hidden" };
+            format!("{done}: {}\n", ids.join(" "))
+        }
+        C::Chat(ChatCommand::Say { .. }) => format!(
+            "Posted #{} as the broadcaster.\n",
+            typed::<p::Posted>(command, r)?.id
+        ),
+        C::User(UserCommand::List) => user_table(&typed::<p::Users>(command, r)?.users),
+        C::User(UserCommand::Show { .. }) => user_details(&typed::<p::UserReply>(command, r)?.user),
+        C::User(UserCommand::Ban { purge, .. }) => {
+            let also = if *purge {
+                "; all their messages are hidden"
+            } else {
+                ""
+            };
+            let user = typed::<p::UserReply>(command, r)?.user;
+            format!("Banned {}{also}.\n", user_author(&user))
+        }
+        C::User(UserCommand::Unban { .. }) => format!(
+            "Unbanned {}.\n",
+            user_author(&typed::<p::UserReply>(command, r)?.user)
+        ),
+        C::User(UserCommand::Captcha { .. }) => format!(
+            "{} must solve a captcha before their next message.\n",
+            user_author(&typed::<p::UserReply>(command, r)?.user)
+        ),
+        C::Private(_) => private_text(&typed(command, r)?),
+        C::Filter(_) => filters_text(&typed(command, r)?),
+        C::Emote(EmoteCommand::Reload) => {
+            let n = typed::<p::EmotesLoaded>(command, r)?.emotes as u64;
+            format!("Loaded {}.\n", plural(n, "emote", "emotes"))
+        }
+        C::Source(SourceCommand::Show) => source_text(&typed(command, r)?),
+        C::Source(SourceCommand::Restart) => {
+            typed::<p::Restarted>(command, r)?;
+            "The source is restarting.\n".to_owned()
+        }
+        C::Viewers => {
+            let v = typed::<p::ViewerCounts>(command, r)?;
+            format!(
+                "{} watching, {} open\n",
+                v.watching,
+                plural(v.open_streams as u64, "stream", "streams")
+            )
+        }
+        C::Onion(OnionCtlCommand::Address) => match typed::<p::OnionAddress>(command, r)?.address {
+            Some(a) => format!("{}\n", clean(&a)),
+            None => "No onion address: this onionstream runs without --onion (or tor has \
+                         not made one yet).\n"
+                .to_owned(),
+        },
+        C::Config(ConfigCommand::Show { .. }) => config_text(&typed(command, r)?),
+        C::Events => "Streaming events.\n".to_owned(),
+        C::Login => login_link(&typed(command, r)?),
+    })
+}
+
+/// One event as a readable line (no newline), e.g. `message.posted #43 Alice#3fa: hi`. An
+/// event this ctl does not know (a newer server) shows as its name and data.
+pub(super) fn event_text(e: &Value) -> String {
+    let name = text_of(&e["event"]);
+    let rest = match serde_json::from_value::<EventLine>(e.clone()) {
+        Ok(line) => typed_event_text(&line.event),
+        Err(_) if e["data"].is_null() => String::new(),
+        Err(_) => text_of(&e["data"]),
+    };
+    if rest.is_empty() {
+        name
+    } else {
+        format!("{name} {rest}")
+    }
+}
+
+fn typed_event_text(event: &Event) -> String {
+    match event {
+        Event::MessagePosted { message } => message_text(message),
+        Event::MessageHidden { id, hidden } => {
+            let what = if *hidden { "hidden" } else { "shown again" };
+            format!("#{id} {what}")
+        }
+        Event::UserJoined { user } | Event::UserAppearance { user } => {
+            format!("{} colour {}", user_author(user), clean(&user.colour))
+        }
+        Event::UserBanned {
+            user,
+            banned,
+            purged,
+        } => {
+            let who = user_author(user);
+            match (banned, purged.len() as u64) {
+                (false, _) => format!("{who} unbanned"),
+                (true, 0) => format!("{who} banned"),
+                (true, n) => format!("{who} banned, {} hidden", plural(n, "message", "messages")),
+            }
+        }
+        Event::StreamOnline { epoch } => format!("epoch {}", epoch_text(*epoch)),
+        Event::StreamOffline { problem } => problem.as_deref().map(clean).unwrap_or_default(),
+        Event::StreamRestarted { epoch } => {
+            format!("epoch {} (viewers reload)", epoch_text(*epoch))
+        }
+        Event::TitleChanged { title } => clean(title),
+        Event::ViewersChanged { watching } => format!("{watching} watching"),
+        Event::Lagged { missed } => format!(
+            "{} missed; the server disconnected",
+            plural(*missed, "event", "events")
+        ),
+    }
+}
+
+fn epoch_text(epoch: Option<u64>) -> String {
+    epoch.map_or("-".to_owned(), |e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> super::super::CtlArgs {
+        #[derive(Debug, Parser)]
+        #[command(name = "ctl")]
+        struct T {
+            #[command(flatten)]
+            a: super::super::CtlArgs,
+        }
+        let mut argv = vec!["ctl"];
+        argv.extend_from_slice(args);
+        T::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .a
+    }
+
+    fn message(id: u64, name: &str, text: &str) -> Value {
+        json!({"id": id, "author": "3fa4b1c2", "tag": "3fa", "name": name,
+            "colour": "#ffcc00", "tripcode": null, "broadcaster": false, "text": text,
+            "time_ms": 1_795_874_700_000u64, "hidden": false})
+    }
+
+    /// 2026-11-28 14:05:00 UTC, and the same day at 15:00.
+    const NOW: u64 = 1_795_874_700_000 + 55 * 60 * 1000;
+
+    #[test]
+    fn chat_show_is_one_line_per_message() {
+        let mut hidden = message(42, "Alice", "hi there");
+        hidden["tripcode"] = json!("Ab3dEf9_");
+        hidden["hidden"] = json!(true);
+        let mut owner = message(43, "Owner", "welcome");
+        owner["broadcaster"] = json!(true);
+        let mut old = message(7, "Anonymous", "bad\u{1b}[31mred\nline");
+        old["time_ms"] = json!(1_795_874_700_000u64 - 86_400_000);
+        let r = json!({"messages": [old, hidden, owner]});
+        let text = format_result(&parse(&["chat", "show"]).command, &r, NOW).unwrap();
+        assert_eq!(
+            text,
+            "[2026-11-27 14:05] #7 Anonymous#3fa: bad\\u{1b}[31mred\\nline\n\
+             [14:05] #42 (hidden) Alice#3fa !Ab3dEf9_: hi there\n\
+             [14:05] #43 ## Owner: welcome\n"
+        );
+        let none = format_result(
+            &parse(&["chat", "show"]).command,
+            &json!({"messages": []}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(none, "No messages.\n");
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(utc_time(0, NOW), "1970-01-01 00:00");
+    }
+
+    #[test]
+    fn user_list_is_a_table_with_unique_ids() {
+        let users = json!({"users": [
+            {"id": "3fa4aaaa", "tag": "3fa", "name": "Owner", "default_name": true,
+             "colour": "#fff", "tripcode": null, "broadcaster": true, "banned": false,
+             "last_seen_secs": 2},
+            {"id": "3fa5bbbb", "tag": "3fa", "name": "Alice", "default_name": false,
+             "colour": "#fc0", "tripcode": "Ab3dEf9_", "broadcaster": false, "banned": true,
+             "last_seen_secs": 600},
+            {"id": "9c0d1111", "tag": "9c0", "name": "Anonymous", "default_name": true,
+             "colour": "#0cf", "tripcode": null, "broadcaster": false, "banned": false,
+             "last_seen_secs": 90_000},
+        ]});
+        let text = format_result(&parse(&["user", "list"]).command, &users, NOW).unwrap();
+        assert_eq!(
+            text,
+            "ID    NAME       TRIPCODE   BANNED  SEEN\n\
+             3fa4  ## Owner   -          -       2 s ago\n\
+             3fa5  Alice      !Ab3dEf9_  banned  10 min ago\n\
+             9c0   Anonymous  -          -       25 h ago\n"
+        );
+        assert_eq!(
+            unique_prefixes(&["abcdef", "abcxyz", "abd", "zz"]),
+            ["abcd", "abcx", "abd", "zz"]
+        );
+    }
+
+    #[test]
+    fn other_results_read_well() {
+        let fmt = |args: &[&str], r: Value| format_result(&parse(args).command, &r, NOW).unwrap();
+        assert_eq!(
+            fmt(&["viewers"], json!({"watching": 2, "open_streams": 3})),
+            "2 watching, 3 streams open\n"
+        );
+        assert_eq!(
+            fmt(&["viewers"], json!({"watching": 1, "open_streams": 1})),
+            "1 watching, 1 stream open\n"
+        );
+        assert_eq!(
+            fmt(
+                &["source", "show"],
+                json!({"spec": "demo", "online": true, "epoch": 2, "online_for_secs": 3723,
+                    "buffered_ms": 4000, "problem": null, "runs": 1})
+            ),
+            "source: demo\nonline: yes, for 1h 02m 03s\nepoch: 2\nbuffered: 4.0 s\n\
+             problem: none\nruns: 1\n"
+        );
+        assert_eq!(
+            fmt(&["title", "show"], json!({"title": "Night shift"})),
+            "Night shift\n"
+        );
+        assert_eq!(
+            fmt(&["chat", "hide", "1", "2"], json!({"changed": [1, 2]})),
+            "Hidden: #1 #2\n"
+        );
+        assert_eq!(
+            fmt(
+                &["private", "on"],
+                json!({"enabled": true, "tripcodes": ["Ab3dEf9_"]})
+            ),
+            "Private mode: on (only the broadcaster and these tripcodes get in)\n\
+             Allowed tripcodes: !Ab3dEf9_\n"
+        );
+        let filters = fmt(
+            &["filter", "list"],
+            json!({"ban": [], "block": ["forbidden", "re:bu+y"], "censor": [],
+                "case_insensitive": true, "apply_to_broadcaster": false, "censor_with": "*"}),
+        );
+        assert_eq!(
+            filters,
+            "ban:\n  (empty)\nblock:\n  forbidden\n  re:bu+y\ncensor:\n  (empty)\n\
+             apply_to_broadcaster: false\ncase_insensitive: true\ncensor_with: \"*\"\n"
+        );
+        assert_eq!(
+            fmt(
+                &["config", "show", "chat.max_message_chars"],
+                json!({"key": "chat.max_message_chars", "value": 512})
+            ),
+            "chat.max_message_chars = 512\n"
+        );
+        let table = fmt(
+            &["config", "show", "chat"],
+            json!({"key": "chat", "value": {"max_message_chars": 512, "ephemeral": false,
+                "filters": {"block": ["x"]}}}),
+        );
+        assert_eq!(
+            table,
+            "[chat]\nephemeral = false\nmax_message_chars = 512\n\n\
+             [chat.filters]\nblock = [\"x\"]\n"
+        );
+        assert_eq!(
+            fmt(
+                &["config", "show", "chat.filters"],
+                json!({"key": "chat.filters", "value": {"censor": []}})
+            ),
+            "[chat.filters]\ncensor = []\n"
+        );
+        assert_eq!(
+            fmt(
+                &["onion", "address"],
+                json!({"address": "http://abc.onion/"})
+            ),
+            "http://abc.onion/\n"
+        );
+        assert_eq!(
+            fmt(
+                &["login"],
+                json!({"path": "/?token=s3cret", "listen": "0.0.0.0:8080"})
+            ),
+            "http://127.0.0.1:8080/?token=s3cret\n"
+        );
+        let user = json!({"user": {"id": "3fa4", "tag": "3fa", "name": "Alice",
+            "default_name": false, "colour": "#fc0", "tripcode": null, "broadcaster": false,
+            "banned": true, "last_seen_secs": 5}});
+        assert_eq!(
+            fmt(&["user", "ban", "3fa", "--purge"], user.clone()),
+            "Banned Alice#3fa; all their messages are hidden.\n"
+        );
+        assert_eq!(
+            fmt(&["user", "show", "3fa"], user),
+            "Alice#3fa\n  id: 3fa4\n  name: Alice\n  tripcode: none\n  colour: #fc0\n  \
+             banned: yes\n  last seen: 5 s ago\n"
+        );
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_an_error_not_a_zero() {
+        // A renamed field: the old printers showed "0 watching".
+        let e = format_result(
+            &parse(&["viewers"]).command,
+            &json!({"watchers": 2, "open_streams": 3}),
+            NOW,
+        )
+        .unwrap_err();
+        assert!(e.contains("viewers") && e.contains("watching"), "{e}");
+        let e = format_result(&parse(&["user", "list"]).command, &json!({"users": 3}), NOW)
+            .unwrap_err();
+        assert!(e.contains("user.list"), "{e}");
+    }
+
+    #[test]
+    fn events_read_as_one_line_each() {
+        let ev = |e: &str, d: Value| event_text(&json!({"v": 1, "event": e, "data": d}));
+        assert_eq!(
+            ev(
+                "message.posted",
+                json!({"message": message(43, "Alice", "hi")})
+            ),
+            "message.posted #43 Alice#3fa: hi"
+        );
+        assert_eq!(
+            ev("message.hidden", json!({"id": 43, "hidden": true})),
+            "message.hidden #43 hidden"
+        );
+        assert_eq!(
+            ev("title.changed", json!({"title": "New\u{202e}title"})),
+            "title.changed New\\u{202e}title"
+        );
+        assert_eq!(
+            ev("viewers.changed", json!({"watching": 3})),
+            "viewers.changed 3 watching"
+        );
+        assert_eq!(
+            ev("stream.offline", json!({"problem": null})),
+            "stream.offline"
+        );
+        assert_eq!(
+            ev(
+                "user.banned",
+                json!({"user": {"id": "9c0d", "tag": "9c0", "name": "Bob", "default_name": false,
+                    "colour": "#0cf", "tripcode": null, "broadcaster": false, "banned": true},
+                    "banned": true, "purged": [1, 2]})
+            ),
+            "user.banned Bob#9c0 banned, 2 messages hidden"
+        );
+        assert_eq!(
+            ev("something.new", json!({"x": 1})),
+            "something.new {\"x\":1}"
+        );
+    }
+
+    #[test]
+    fn json_output_escapes_what_terminals_obey() {
+        let v = json!({"t": "a\u{9b}b\u{202e}c\u{1b}"});
+        let s = escape_for_terminal(&v.to_string());
+        assert_eq!(s, r#"{"t":"a\u009bb\u202ec\u001b"}"#);
+        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), v);
+    }
+}
