@@ -193,7 +193,7 @@ pub async fn messages(State(app): State<AppState>, visitor: Visitor) -> Response
                 show_tag: !m.broadcaster && m.name == room.config().default_name,
                 colour_class: sheet.name_class(m.colour),
                 tripcode: m.tripcode.as_ref().map(|t| sheet.tripcode(t)),
-                html: message_html(&m.text, &emotes, visitor.token.secret()),
+                html: message_html(&m.text, &emotes, Some(visitor.token.secret())),
                 hidden: m.hidden,
                 author_banned: m.author_banned,
                 name: m.name,

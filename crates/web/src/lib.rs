@@ -35,6 +35,7 @@ pub mod security;
 pub mod server;
 pub mod stream;
 pub mod visitor;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -20,10 +20,12 @@ pub fn escape(text: &str, out: &mut String) {
     }
 }
 
-/// A message's text as HTML for the viewer whose token is `token`: escaped, emotes as images
-/// (their addresses carry the token, so a private stream's emotes are only served to those
-/// let in), newlines as `<br>`.
-pub fn message_html(text: &str, emotes: &Emotes, token: &str) -> String {
+/// A message's text as HTML: escaped, emotes as images, newlines as `<br>`. For the viewer
+/// whose token is `token` (a no-JS page), emote addresses carry the token, so a private
+/// stream's emotes are only served to those let in; with `None` (one rendering shared by every
+/// JavaScript page), emote images have no address but `data-emote="N"`, and each page sets
+/// `/emote/N?token=...` itself.
+pub fn message_html(text: &str, emotes: &Emotes, token: Option<&str>) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     let pieces = emotes.split(text);
     for piece in pieces {
@@ -40,10 +42,18 @@ pub fn message_html(text: &str, emotes: &Emotes, token: &str) -> String {
             }
             Piece::Emote(e) => {
                 let index = emotes.position(&e.name).unwrap_or(0);
-                out.push_str("<img class=\"emote\" src=\"/emote/");
-                out.push_str(&index.to_string());
-                out.push_str("?token=");
-                escape(token, &mut out);
+                match token {
+                    Some(token) => {
+                        out.push_str("<img class=\"emote\" src=\"/emote/");
+                        out.push_str(&index.to_string());
+                        out.push_str("?token=");
+                        escape(token, &mut out);
+                    }
+                    None => {
+                        out.push_str("<img class=\"emote\" data-emote=\"");
+                        out.push_str(&index.to_string());
+                    }
+                }
                 out.push_str("\" alt=\"");
                 escape(&e.name, &mut out);
                 out.push_str("\" title=\"");
@@ -101,7 +111,7 @@ mod tests {
         let html = message_html(
             "<script>alert('x')</script> & \"q\"",
             &Emotes::default(),
-            "t",
+            Some("t"),
         );
         assert_eq!(
             html,
@@ -112,8 +122,31 @@ mod tests {
     #[test]
     fn newlines_become_breaks() {
         assert_eq!(
-            message_html("a\n<b>", &Emotes::default(), "t"),
+            message_html("a\n<b>", &Emotes::default(), Some("t")),
             "a<br>&lt;b&gt;"
+        );
+    }
+
+    #[test]
+    fn emote_addresses_carry_the_token_only_when_rendered_for_one_viewer() {
+        let dir =
+            std::env::temp_dir().join(format!("onionstream-emote-html-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("emotes")).unwrap();
+        std::fs::write(dir.join("emotes/cat.png"), b"\x89PNG fake").unwrap();
+        std::fs::write(
+            dir.join("emotes.json"),
+            r#"[{"name": ":cat:", "file": "cat.png", "width": 32, "height": 32}]"#,
+        )
+        .unwrap();
+        let emotes = Emotes::load(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mine = message_html("hi :cat:", &emotes, Some("tok<en"));
+        assert!(mine.contains("src=\"/emote/0?token=tok&lt;en\""), "{mine}");
+        let shared = message_html("hi :cat:", &emotes, None);
+        assert!(shared.contains("data-emote=\"0\""), "{shared}");
+        assert!(
+            !shared.contains("src=") && !shared.contains("token"),
+            "{shared}"
         );
     }
 

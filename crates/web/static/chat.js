@@ -145,7 +145,12 @@ export class Chat {
     );
     const text = h("span", { className: "text" });
     // Escaped by the server (the same HTML the no-JS frame shows); CSP forbids inline script.
+    // One rendering serves every page: emote images come without an address, and this page
+    // gives each its own token (a private stream's emotes are served only to those let in).
     text.innerHTML = m.html;
+    for (const img of text.querySelectorAll("img.emote[data-emote]")) {
+      img.src = `/emote/${encodeURIComponent(img.dataset.emote)}?token=${encodeURIComponent(this.token)}`;
+    }
     li.append(text);
     li.dataset.id = String(m.id);
     li.dataset.author = m.author;

@@ -871,3 +871,55 @@ async fn connected_counts_open_sockets_up_and_back_to_zero() {
     until("none connected", || srv.live.connected() == 0).await;
     assert_eq!(srv.live.opened(), 3);
 }
+
+#[tokio::test]
+async fn a_new_message_is_rendered_once_and_every_socket_gets_the_same_bytes() {
+    let dir = std::env::temp_dir().join(format!("onionstream-live-emotes-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("emotes")).unwrap();
+    std::fs::write(dir.join("emotes/cat.png"), b"\x89PNG fake").unwrap();
+    std::fs::write(
+        dir.join("emotes.json"),
+        r#"[{"name": ":cat:", "file": "cat.png", "width": 32, "height": 32}]"#,
+    )
+    .unwrap();
+    let srv = start(RoomConfig {
+        data_dir: Some(dir.clone()),
+        ..no_captchas()
+    })
+    .await;
+    let mut sockets = Vec::new();
+    for n in 0..5 {
+        let (ws, _) = open(&srv, &token(500 + n)).await;
+        sockets.push(ws);
+    }
+    let before = srv.live.message_renders();
+    say(&srv, &token(600), "purr :cat:");
+    let mut frames = Vec::new();
+    for ws in &mut sockets {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("a frame within 5 s");
+            if let Some(Ok(Message::Text(t))) = frame {
+                if t.as_str().contains("\"type\":\"message\"") {
+                    frames.push(t.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    assert!(frames.iter().all(|f| *f == frames[0]), "{frames:?}");
+    assert_eq!(
+        srv.live.message_renders() - before,
+        1,
+        "rendered once for 5 sockets"
+    );
+    let v: Value = serde_json::from_str(&frames[0]).unwrap();
+    let html = v["message"]["html"].as_str().unwrap();
+    // The shared rendering carries nobody's token: each page adds its own to the emote.
+    assert!(html.contains("data-emote=\"0\""), "{html}");
+    assert!(!html.contains("token") && !html.contains("src="), "{html}");
+    assert_eq!(v["message"]["text"], "purr :cat:");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,27 +18,24 @@ pub const EVENT_BACKLOG: usize = 1024;
 /// How often the stream state and the viewer count are looked at for changes.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-fn room_event(e: &RoomEvent) -> Event {
+fn room_event(e: &RoomEvent, default_name: &str) -> Event {
+    let user = |u| User::new(u, default_name);
     match e {
         RoomEvent::MessagePosted(m) => Event::MessagePosted {
-            message: Message::from(m),
+            message: Message::new(m, default_name),
         },
         RoomEvent::MessageHidden { id, hidden } => Event::MessageHidden {
             id: *id,
             hidden: *hidden,
         },
-        RoomEvent::UserJoined(u) => Event::UserJoined {
-            user: User::new(u, None),
-        },
-        RoomEvent::AppearanceChanged(u) => Event::UserAppearance {
-            user: User::new(u, None),
-        },
+        RoomEvent::UserJoined(u) => Event::UserJoined { user: user(u) },
+        RoomEvent::AppearanceChanged(u) => Event::UserAppearance { user: user(u) },
         RoomEvent::UserBanned {
             user,
             banned,
             purged,
         } => Event::UserBanned {
-            user: User::new(user, None),
+            user: User::new(user, default_name),
             banned: *banned,
             purged: purged.clone(),
         },
@@ -67,7 +64,7 @@ impl EventHub {
             tokio::spawn(async move {
                 loop {
                     match events.recv().await {
-                        Ok(e) => hub.publish(room_event(&e)),
+                        Ok(e) => hub.publish(room_event(&e, &room.config().default_name)),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             tracing::warn!("console events: {n} room events were dropped");
                         }

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use room::filter::FilterConfig;
-use room::{MessageView, UserView};
+use room::UserView;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -293,68 +293,14 @@ pub enum ErrorCode {
     Other,
 }
 
-/// A user as the console shows it. Never the secret token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct User {
-    pub id: String,
-    pub tag: String,
-    pub name: String,
-    pub default_name: bool,
-    pub colour: String,
-    pub tripcode: Option<String>,
-    pub broadcaster: bool,
-    pub banned: bool,
-    /// In the `user.*` results, not in events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seen_secs: Option<u64>,
-}
+/// A user and a message: the same shapes the pages' sockets get (`web::wire`).
+pub use web::wire::{Message, Tripcode, User};
 
-impl User {
-    pub fn new(u: &UserView, last_seen: Option<Duration>) -> User {
-        User {
-            id: u.id.clone(),
-            tag: u.tag.clone(),
-            name: u.name.clone(),
-            default_name: u.default_name,
-            colour: u.colour.to_string(),
-            tripcode: u.tripcode.as_ref().map(|t| t.as_str().to_owned()),
-            broadcaster: u.broadcaster,
-            banned: u.banned,
-            last_seen_secs: last_seen.map(|d| d.as_secs()),
-        }
-    }
-}
-
-/// A message as the console shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
-    pub id: u64,
-    pub author: String,
-    pub tag: String,
-    pub name: String,
-    pub colour: String,
-    pub tripcode: Option<String>,
-    pub broadcaster: bool,
-    pub text: String,
-    /// Unix time in milliseconds (UTC).
-    pub time_ms: i64,
-    pub hidden: bool,
-}
-
-impl From<&MessageView> for Message {
-    fn from(m: &MessageView) -> Message {
-        Message {
-            id: m.id,
-            author: m.author.clone(),
-            tag: m.tag.clone(),
-            name: m.name.clone(),
-            colour: m.colour.to_string(),
-            tripcode: m.tripcode.as_ref().map(|t| t.as_str().to_owned()),
-            broadcaster: m.broadcaster,
-            text: m.text.clone(),
-            time_ms: m.time_ms,
-            hidden: m.hidden,
-        }
+/// `user` with the time since they were last seen (the `user.*` replies).
+pub fn user_seen(u: &UserView, default_name: &str, last_seen: Duration) -> User {
+    User {
+        last_seen_secs: Some(last_seen.as_secs()),
+        ..User::new(u, default_name)
     }
 }
 

@@ -272,7 +272,7 @@ fn user_reply(c: &Console, id: &str) -> Result<Value, ErrorBody> {
         .all_users()
         .into_iter()
         .find(|(u, _)| u.id == id)
-        .map(|(u, seen)| p::User::new(&u, Some(seen)))
+        .map(|(u, seen)| p::user_seen(&u, &c.room.config().default_name, seen))
         .ok_or_else(|| err(ErrorCode::NotFound, format!("no user {id:?}")))?;
     reply(p::UserReply { user })
 }
@@ -335,8 +335,12 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
                 ));
             }
             let messages = c.room.recent_messages(n as usize);
+            let default_name = &c.room.config().default_name;
             reply(p::Messages {
-                messages: messages.iter().map(p::Message::from).collect(),
+                messages: messages
+                    .iter()
+                    .map(|m| p::Message::new(m, default_name))
+                    .collect(),
             })
         }
         Request::ChatHide { ids, unhide } => {
@@ -367,14 +371,17 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
             let id = c.room.broadcaster_say(&text).map_err(notice_error)?;
             reply(p::Posted { id })
         }
-        Request::UserList {} => reply(p::Users {
-            users: c
-                .room
-                .all_users()
-                .iter()
-                .map(|(u, seen)| p::User::new(u, Some(*seen)))
-                .collect(),
-        }),
+        Request::UserList {} => {
+            let default_name = &c.room.config().default_name;
+            reply(p::Users {
+                users: c
+                    .room
+                    .all_users()
+                    .iter()
+                    .map(|(u, seen)| p::user_seen(u, default_name, *seen))
+                    .collect(),
+            })
+        }
         Request::UserShow { user } => user_reply(c, &find_user(c, &user)?.id),
         Request::UserBan { user, purge } => {
             let u = find_user(c, &user)?;

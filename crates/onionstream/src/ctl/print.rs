@@ -120,8 +120,12 @@ fn author(name: &str, tag: &str, broadcaster: bool, tripcode: Option<&str>) -> S
     s
 }
 
+fn code(t: &Option<p::Tripcode>) -> Option<&str> {
+    t.as_ref().map(|t| t.code.as_str())
+}
+
 fn user_author(u: &User) -> String {
-    author(&u.name, &u.tag, u.broadcaster, u.tripcode.as_deref())
+    author(&u.name, &u.tag, u.broadcaster, code(&u.tripcode))
 }
 
 /// `#42 (hidden) Alice#3fa !Ab3dEf9_: text`
@@ -130,7 +134,7 @@ fn message_text(m: &Message) -> String {
     if m.hidden {
         s.push_str(" (hidden)");
     }
-    let by = author(&m.name, &m.tag, m.broadcaster, m.tripcode.as_deref());
+    let by = author(&m.name, &m.tag, m.broadcaster, code(&m.tripcode));
     format!("{s} {by}: {}", clean(&m.text))
 }
 
@@ -267,7 +271,7 @@ fn user_table(users: &[User]) -> String {
             } else {
                 name
             },
-            match &u.tripcode {
+            match code(&u.tripcode) {
                 Some(t) => format!("!{}", clean(t)),
                 None => "-".to_owned(),
             },
@@ -292,7 +296,7 @@ fn user_details(u: &User) -> String {
     s.push_str(&format!("  name: {}{default}\n", clean(&u.name)));
     s.push_str(&format!(
         "  tripcode: {}\n",
-        match &u.tripcode {
+        match code(&u.tripcode) {
             Some(t) => format!("!{}", clean(t)),
             None => "none".to_owned(),
         }
@@ -596,9 +600,25 @@ mod tests {
     }
 
     fn message(id: u64, name: &str, text: &str) -> Value {
-        json!({"id": id, "author": "3fa4b1c2", "tag": "3fa", "name": name,
+        json!({"id": id, "author": "3fa4b1c2", "tag": "3fa", "name": name, "show_tag": false,
             "colour": "#ffcc00", "tripcode": null, "broadcaster": false, "text": text,
-            "time_ms": 1_795_874_700_000u64, "hidden": false})
+            "time_ms": 1_795_874_700_000u64, "time": "14:05", "date": "2026-11-28",
+            "hidden": false, "author_banned": false})
+    }
+
+    fn tripcode(code: &str) -> Value {
+        json!({"code": code, "background": "#123456", "foreground": "#ffffff"})
+    }
+
+    /// A user as the server sends it; `over` replaces fields.
+    fn user(id: &str, name: &str, over: Value) -> Value {
+        let mut u = json!({"id": id, "tag": &id[..3], "name": name, "show_tag": false,
+            "default_name": false, "colour": "#fc0", "custom_colour": false, "tripcode": null,
+            "broadcaster": false, "banned": false});
+        for (k, v) in over.as_object().unwrap() {
+            u[k] = v.clone();
+        }
+        u
     }
 
     /// 2026-11-28 14:05:00 UTC, and the same day at 15:00.
@@ -607,7 +627,7 @@ mod tests {
     #[test]
     fn chat_show_is_one_line_per_message() {
         let mut hidden = message(42, "Alice", "hi there");
-        hidden["tripcode"] = json!("Ab3dEf9_");
+        hidden["tripcode"] = tripcode("Ab3dEf9_");
         hidden["hidden"] = json!(true);
         let mut owner = message(43, "Owner", "welcome");
         owner["broadcaster"] = json!(true);
@@ -641,15 +661,12 @@ mod tests {
     #[test]
     fn user_list_is_a_table_with_unique_ids() {
         let users = json!({"users": [
-            {"id": "3fa4aaaa", "tag": "3fa", "name": "Owner", "default_name": true,
-             "colour": "#fff", "tripcode": null, "broadcaster": true, "banned": false,
-             "last_seen_secs": 2},
-            {"id": "3fa5bbbb", "tag": "3fa", "name": "Alice", "default_name": false,
-             "colour": "#fc0", "tripcode": "Ab3dEf9_", "broadcaster": false, "banned": true,
-             "last_seen_secs": 600},
-            {"id": "9c0d1111", "tag": "9c0", "name": "Anonymous", "default_name": true,
-             "colour": "#0cf", "tripcode": null, "broadcaster": false, "banned": false,
-             "last_seen_secs": 90_000},
+            user("3fa4aaaa", "Owner", json!({"default_name": true, "colour": "#fff",
+                "broadcaster": true, "last_seen_secs": 2})),
+            user("3fa5bbbb", "Alice", json!({"tripcode": tripcode("Ab3dEf9_"),
+                "banned": true, "last_seen_secs": 600})),
+            user("9c0d1111", "Anonymous", json!({"default_name": true, "show_tag": true,
+                "colour": "#0cf", "last_seen_secs": 90_000})),
         ]});
         let text = format_result(&parse(&["user", "list"]).command, &users, NOW).unwrap();
         assert_eq!(
@@ -749,9 +766,8 @@ mod tests {
             ),
             "http://127.0.0.1:8080/?token=s3cret\n"
         );
-        let user = json!({"user": {"id": "3fa4", "tag": "3fa", "name": "Alice",
-            "default_name": false, "colour": "#fc0", "tripcode": null, "broadcaster": false,
-            "banned": true, "last_seen_secs": 5}});
+        let user = json!({"user": user("3fa4", "Alice", json!({"banned": true,
+            "last_seen_secs": 5}))});
         assert_eq!(
             fmt(&["user", "ban", "3fa", "--purge"], user.clone()),
             "Banned Alice#3fa; all their messages are hidden.\n"
@@ -807,8 +823,7 @@ mod tests {
         assert_eq!(
             ev(
                 "user.banned",
-                json!({"user": {"id": "9c0d", "tag": "9c0", "name": "Bob", "default_name": false,
-                    "colour": "#0cf", "tripcode": null, "broadcaster": false, "banned": true},
+                json!({"user": user("9c0d", "Bob", json!({"banned": true})),
                     "banned": true, "purged": [1, 2]})
             ),
             "user.banned Bob#9c0 banned, 2 messages hidden"
