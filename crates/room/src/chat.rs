@@ -112,6 +112,14 @@ pub enum RoomError {
         "config: private tripcode {0:?} is not a tripcode (8 characters, as shown in the chat)"
     )]
     PrivateTripcode(String),
+    /// The stored secret key (every public id, tripcode and token check depends on it) is
+    /// damaged: starting with another key would silently change them all.
+    #[error(
+        "the room's secret key in {0} is damaged (not 64 hexadecimal digits); restore the file \
+         from a backup, or move it away to start a new room (every tripcode and name would \
+         change)"
+    )]
+    SecretKey(String),
 }
 
 /// Who a token belongs to.
@@ -383,7 +391,16 @@ fn random_key() -> [u8; 32] {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+/// A stored key: 64 hexadecimal digits.
+fn decode_key(stored: &str) -> Option<[u8; 32]> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(stored.as_bytes())
+        .ok()?
+        .try_into()
+        .ok()
 }
 
 /// Removes control characters (except newlines when `keep_newlines`) and bidirectional
@@ -422,14 +439,10 @@ impl Room {
                 let db = Db::open(&dir.join(DB_FILE_NAME))?;
                 restrict_to_owner(dir);
                 let key = match db.setting("secret_key")? {
-                    Some(k) if k.len() == 64 => {
-                        let mut key = [0u8; 32];
-                        for (i, b) in key.iter_mut().enumerate() {
-                            *b = u8::from_str_radix(&k[2 * i..2 * i + 2], 16).unwrap_or(0);
-                        }
-                        key
-                    }
-                    _ => {
+                    Some(k) => decode_key(&k).ok_or_else(|| {
+                        RoomError::SecretKey(dir.join(DB_FILE_NAME).display().to_string())
+                    })?,
+                    None => {
                         let key = random_key();
                         db.set_setting("secret_key", &hex(&key))?;
                         key

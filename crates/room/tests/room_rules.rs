@@ -597,3 +597,30 @@ fn a_burst_of_tripcode_requests_is_refused_as_busy_not_queued() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_damaged_secret_key_stops_the_room_instead_of_changing_every_identity() {
+    let dir = temp_dir("key");
+    let durable = || RoomConfig {
+        data_dir: Some(dir.clone()),
+        ..config()
+    };
+    let visitor = Token::generate();
+    let id = Room::open(durable()).unwrap().public_id(&visitor);
+    // The same key next time: the same public id.
+    assert_eq!(Room::open(durable()).unwrap().public_id(&visitor), id);
+    let db_file = dir.join("room.sqlite3");
+    for damaged in ["zz".repeat(32), "abcd".into(), "0".repeat(63)] {
+        room::db::Db::open(&db_file)
+            .unwrap()
+            .set_setting("secret_key", &damaged)
+            .unwrap();
+        let err = Room::open(durable()).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(err, room::RoomError::SecretKey(_)),
+            "{damaged:?}: {err}"
+        );
+        assert!(err.to_string().contains("room.sqlite3"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -158,5 +158,7 @@ mod tests {
         assert_eq!(date_label(t), "2026-11-28");
         assert_eq!(time_label(t), "15:30");
         assert_eq!(date_label(951_782_400_000), "2000-02-29");
+        assert_eq!(date_label(19_782 * 86_400_000), "2024-02-29");
+        assert_eq!(date_label(20_785 * 86_400_000), "2026-11-28");
     }
 }

@@ -138,40 +138,16 @@ fn message_text(m: &Message) -> String {
     format!("{s} {by}: {}", clean(&m.text))
 }
 
-/// `[14:05] #42 Alice#3fa !Ab3dEf9_: text` (UTC; the date too when not today).
+/// `[14:05] #42 Alice#3fa !Ab3dEf9_: text` (UTC, as pages show it; the date too when not
+/// today).
 fn message_line(m: &Message, now_ms: u64) -> String {
-    let time = match u64::try_from(m.time_ms) {
-        Ok(t) => utc_time(t, now_ms),
-        Err(_) => "--:--".to_owned(),
+    let today = web::message_text::date_label(now_ms as i64);
+    let time = if m.date == today {
+        clean(&m.time)
+    } else {
+        format!("{} {}", clean(&m.date), clean(&m.time))
     };
     format!("[{time}] {}", message_text(m))
-}
-
-/// `HH:MM` in UTC, preceded by `YYYY-MM-DD ` when not on the same UTC day as `now_ms`.
-fn utc_time(ms: u64, now_ms: u64) -> String {
-    let secs = ms / 1000;
-    let (day, in_day) = (secs / 86_400, secs % 86_400);
-    let hm = format!("{:02}:{:02}", in_day / 3600, in_day % 3600 / 60);
-    if day == now_ms / 1000 / 86_400 {
-        hm
-    } else {
-        let (y, m, d) = civil_from_days(day as i64);
-        format!("{y:04}-{m:02}-{d:02} {hm}")
-    }
-}
-
-/// The calendar date of a day counted from 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// `12 s`, `5 min`, `3 h`, `2 d`.
@@ -633,6 +609,7 @@ mod tests {
         owner["broadcaster"] = json!(true);
         let mut old = message(7, "Anonymous", "bad\u{1b}[31mred\nline");
         old["time_ms"] = json!(1_795_874_700_000u64 - 86_400_000);
+        old["date"] = json!("2026-11-27");
         let r = json!({"messages": [old, hidden, owner]});
         let text = format_result(&parse(&["chat", "show"]).command, &r, NOW).unwrap();
         assert_eq!(
@@ -648,14 +625,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(none, "No messages.\n");
-    }
-
-    #[test]
-    fn dates_are_utc_calendar_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
-        assert_eq!(utc_time(0, NOW), "1970-01-01 00:00");
     }
 
     #[test]
