@@ -6,15 +6,61 @@
 //! and idle means idle: the server's CPU after the load and after each kind of change (title by
 //! file and by `ctl`, source restart) back within a small margin of its idle figure.
 //!
+//! The `onionstream` binary belongs to another package, so `cargo test` does not build it for
+//! this test: the test builds it first (same profile, same target folder) with the cargo that
+//! runs the test.
+//!
 //! Owns: running the bench's soak as a test. Must never: reach beyond loopback, or assert a
 //! wall-clock figure of its own (the bench's criteria are ratios to the same run's idle).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// `onionstream` of this test's profile, built (or found up to date) by
+/// `cargo build -p onionstream --bin onionstream --locked` in the bench's own target folder:
+/// `<target dir>/<profile>/onionstream`, beside `bench`.
+fn onionstream_binary() -> PathBuf {
+    let bench = Path::new(env!("CARGO_BIN_EXE_bench"));
+    let profile_dir = bench
+        .parent()
+        .expect("bench lives in <target dir>/<profile>/");
+    let target_dir = profile_dir
+        .parent()
+        .expect("bench lives in <target dir>/<profile>/");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "-p",
+            "onionstream",
+            "--bin",
+            "onionstream",
+            "--locked",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    let out = cargo.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building onionstream failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let binary = profile_dir.join("onionstream");
+    assert!(binary.is_file(), "no {} after the build", binary.display());
+    binary
+}
 
 #[test]
 fn a_server_under_tor_like_churn_returns_to_idle_and_keeps_honest_viewers_live() {
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--soak", "--binary", env!("CARGO_BIN_EXE_onionstream")])
+        .arg("--soak")
+        .arg("--binary")
+        .arg(onionstream_binary())
         .args(["--soak-secs", "90", "--soak-viewers", "60"])
         .args(["--soak-churn-per-sec", "3", "--soak-restart-secs", "30"])
         .args(["--soak-accel", "10", "--soak-idle-secs", "15"])
