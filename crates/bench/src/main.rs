@@ -38,7 +38,8 @@
 //!   restarts, title changes by file and by `ctl`, a few honest viewers at or above the stream
 //!   rate). Prints fds, threads, RSS, the server's gauges and p99 latencies every 10 s, then
 //!   checks that everything returns to its idle level, its CPU included (after the load and
-//!   after each kind of change); exits non-zero when a pass criterion fails (see [`soak`]).
+//!   after each kind of change); prints its verdict and figures as one JSON line too
+//!   (`soak json: {...}`), and exits non-zero when a pass criterion fails (see [`soak`]).
 //!
 //! `--binary PATH` runs that `onionstream` instead of the one next to this binary.
 //!

@@ -3,20 +3,23 @@
 //! join/leave churn, chat posts, no-JS frame refreshes, WebSockets, source restarts, title
 //! changes by file and by `ctl`, and a few honest viewers at or above the stream rate. Prints
 //! fds, threads, RSS, the server's gauges and p99 latencies every 10 s, then checks that
-//! everything returns to its idle level, its CPU included (see [`run`] for every criterion).
+//! everything returns to its idle level, its CPU included (see [`run`] for every criterion),
+//! and its verdict: a `soak summary:` line for people, then the same verdict and every figure
+//! as one JSON line, `soak json: {...}` ([`SoakReport`]), for scripts and `tests/soak.rs`.
 //!
 //! Owns: the soak's plan, its clients, its snapshots of the server and its verdict. Must
 //! never: pass with a figure it could not read (a missing figure fails its criterion), judge
 //! by wall-clock figures of another run (every bound is relative to this run's idle), or
 //! reach beyond loopback.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use media::source::demo::DemoClip;
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -227,7 +230,7 @@ struct SoakShared {
 }
 
 /// One honest viewer's record over a load phase.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize)]
 struct HonestRun {
     label: String,
     bytes: u64,
@@ -1131,6 +1134,7 @@ fn idle_cpu_bound(idle: f64) -> f64 {
 
 /// One "idle means idle" check: what happened just before, and the server's CPU (share of
 /// one core) over the [`SOAK_IDLE_CPU_WINDOW`] after it.
+#[derive(Serialize)]
 struct IdleCheck {
     after: String,
     share: f64,
@@ -1224,7 +1228,9 @@ async fn soak_idle_checks(
 
 /// `--soak`. Phases: idle (the probe alone: idle fds, threads, RSS, gauges, p99, CPU),
 /// warm-up load, settle, the measured load, settle, idle checks (CPU after the load, after a
-/// title change by file, by `ctl`, and after a source restart). Returns whether every pass criterion held:
+/// title change by file, by `ctl`, and after a source restart); then the figures, the
+/// `soak summary:` line and the `soak json:` line ([`SoakReport`]), also when the soak ends
+/// early (the server did not start). Returns whether every pass criterion held:
 /// - fds, threads and the gauges (open streams, live sockets, viewers) back at their idle
 ///   level after the load (fds within [`SOAK_FD_MARGIN`], threads within
 ///   [`SOAK_THREAD_MARGIN`]), within the longest server timeout + 30 s;
@@ -1267,8 +1273,7 @@ pub async fn run(plan: SoakPlan) -> bool {
         Ok(s) => s,
         Err(e) => {
             println!("soak: {e}");
-            println!("soak summary: FAIL: the server did not start");
-            return false;
+            return failed_early("the server did not start");
         }
     };
     let mut metrics_rx = server.metrics.clone();
@@ -1279,8 +1284,7 @@ pub async fn run(plan: SoakPlan) -> bool {
     .await
     .is_err()
     {
-        println!("soak summary: FAIL: the server printed no metrics address");
-        return false;
+        return failed_early("the server printed no metrics address");
     }
     let accel = plan.accel;
     let mean_life = plan.mean_lifetime();
@@ -1339,8 +1343,7 @@ pub async fn run(plan: SoakPlan) -> bool {
         != 1.0
     {
         if Instant::now() > online_by {
-            println!("soak summary: FAIL: the stream never came online");
-            return false;
+            return failed_early("the stream never came online");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -1387,10 +1390,16 @@ pub async fn run(plan: SoakPlan) -> bool {
 
     // Figures.
     let load_secs = (load_end - load_start).as_secs_f64();
-    let c = &sh.counters;
-    let visits: u64 = c.visits.iter().map(|v| v.load(Relaxed)).sum::<u64>() - visits_before;
-    let peak = |f: &dyn Fn(&SoakSnapshot) -> f64| snaps.iter().map(f).fold(f64::NAN, f64::max);
-    let delta = |name: &str| after.m(name) - before_load.m(name);
+    let visits: u64 = sh
+        .counters
+        .visits
+        .iter()
+        .map(|v| v.load(Relaxed))
+        .sum::<u64>()
+        - visits_before;
+    let clients = ClientCounts::read(&sh);
+    let server_counts = ServerCounts::between(&before_load, &after);
+    let peak = Peak::of(&snaps);
     println!(
         "soak: load {load_secs:.0} s: {visits} viewer visits ({:.2}/s; by kind {}), {} refused or \
          failed, {} ended by the server; {:.1} MB read by viewers; {} page refreshes ({} failed); \
@@ -1399,43 +1408,44 @@ pub async fn run(plan: SoakPlan) -> bool {
         visits as f64 / load_secs,
         SoakKind::ALL
             .iter()
-            .map(|k| format!("{k:?} {}", c.visits[k.index()].load(Relaxed)))
+            .map(|k| format!("{k:?} {}", clients.visits_by_kind[&format!("{k:?}")]))
             .collect::<Vec<_>>()
             .join(", "),
-        c.visit_failures.load(Relaxed),
-        c.ended_by_server.load(Relaxed),
-        c.viewer_bytes.load(Relaxed) as f64 / 1e6,
-        c.page_requests.load(Relaxed),
-        c.page_failures.load(Relaxed),
-        c.posts_ok.load(Relaxed) + c.posts_failed.load(Relaxed),
-        c.posts_failed.load(Relaxed),
-        c.live_opened.load(Relaxed),
-        c.live_failed.load(Relaxed),
-        c.restarts_ok.load(Relaxed),
-        c.restarts_failed.load(Relaxed),
-        c.titles_ok.load(Relaxed) + c.titles_failed.load(Relaxed),
-        c.titles_failed.load(Relaxed),
+        clients.viewer_visits.failed,
+        clients.visits_ended_by_server,
+        clients.viewer_megabytes,
+        clients.page_refreshes.attempts(),
+        clients.page_refreshes.failed,
+        clients.chat_posts.attempts(),
+        clients.chat_posts.failed,
+        clients.websockets.ok,
+        clients.websockets.failed,
+        clients.source_restarts.ok,
+        clients.source_restarts.failed,
+        clients.title_changes.attempts(),
+        clients.title_changes.failed,
     );
+    let s = &server_counts;
     println!(
         "soak: server during the load: streams opened {:.0}, refused {:.0}, catch-ups {:.0}, gap \
          jumps {:.0}, stalled connections dropped {:.0}, chat posts {:.0} (refused {:.0}), source \
          restarts {:.0}, splices {:.0}, epochs {:.0}; peak open streams {:.0}, live sockets {:.0}, \
          fds {:.0}, threads {:.0}, RSS {:.1} MiB",
-        delta("streams_opened_total"),
-        delta("streams_refused_total"),
-        delta("catch_ups_total"),
-        delta("gap_jumps_total"),
-        delta("stalled_connections_dropped_total"),
-        delta("chat_messages_posted_total"),
-        delta("chat_messages_refused_total"),
-        delta("source_restarts_total"),
-        delta("source_splices_total"),
-        delta("epochs_total"),
-        peak(&|s| s.m("open_streams")),
-        peak(&|s| s.m("live_sockets")),
-        peak(&|s| s.fds as f64),
-        peak(&|s| s.threads as f64),
-        peak(&|s| s.rss_kib as f64) / 1024.0,
+        s.streams_opened,
+        s.streams_refused,
+        s.catch_ups,
+        s.gap_jumps,
+        s.stalled_connections_dropped,
+        s.chat_messages_posted,
+        s.chat_messages_refused,
+        s.source_restarts,
+        s.source_splices,
+        s.epochs,
+        peak.open_streams,
+        peak.live_sockets,
+        peak.fds,
+        peak.threads,
+        peak.rss_mib,
     );
     let mut failures: Vec<String> = Vec::new();
     let show = |label: &str, s: &SoakSnapshot| {
@@ -1515,6 +1525,7 @@ pub async fn run(plan: SoakPlan) -> bool {
 
     // Latency.
     let mut p99s = Vec::new();
+    let mut p99_figures = Vec::new();
     for (what, post) in [("GET /", false), ("chat post", true)] {
         let (idle99, n_idle) = probe_p99(&sh, post, idle_start, idle_end);
         let (load99, n_load) = probe_p99(&sh, post, load_start, load_end);
@@ -1528,18 +1539,26 @@ pub async fn run(plan: SoakPlan) -> bool {
             failures.push(format!("p99 {what} {load99:.1} ms > {bound:.1} ms"));
         }
         p99s.push(format!("{what} {idle99:.1} -> {load99:.1} ms"));
+        p99_figures.push(P99 {
+            what,
+            idle_ms: idle99,
+            idle_samples: n_idle,
+            load_ms: load99,
+            load_samples: n_load,
+            bound_ms: bound,
+        });
     }
     for (what, n) in [
-        ("probe requests", c.probe_failures.load(Relaxed)),
+        ("probe requests", clients.probe_requests.failed),
         (
             "viewer visits (refused or no connection)",
-            c.visit_failures.load(Relaxed),
+            clients.viewer_visits.failed,
         ),
-        ("page refreshes", c.page_failures.load(Relaxed)),
-        ("chat posts", c.posts_failed.load(Relaxed)),
-        ("WebSocket connections", c.live_failed.load(Relaxed)),
-        ("source restarts", c.restarts_failed.load(Relaxed)),
-        ("title changes", c.titles_failed.load(Relaxed)),
+        ("page refreshes", clients.page_refreshes.failed),
+        ("chat posts", clients.chat_posts.failed),
+        ("WebSocket connections", clients.websockets.failed),
+        ("source restarts", clients.source_restarts.failed),
+        ("title changes", clients.title_changes.failed),
     ] {
         if n > 0 {
             failures.push(format!("{n} {what} failed"));
@@ -1547,8 +1566,15 @@ pub async fn run(plan: SoakPlan) -> bool {
     }
     // Honest viewers.
     let best = honest.iter().map(|h| h.bytes).max().unwrap_or(0);
+    let mut honest_figures = Vec::new();
     for h in &honest {
         let rate = h.bytes as f64 / h.connected_secs.max(1e-9);
+        honest_figures.push(HonestFigures {
+            run: h.clone(),
+            kbit_per_sec: rate * 8.0 / 1000.0,
+            stream_rate_percent: rate / stream_rate * 100.0,
+            behind_best_secs: best.saturating_sub(h.bytes) as f64 / stream_rate,
+        });
         println!(
             "soak: {}: {:.1} MB in {:.0} s = {:.0} kbit/s ({:.1} % of the stream rate; {:.1} s of \
              media behind the best honest viewer); skipped forward {} times ({} fragments); \
@@ -1613,7 +1639,275 @@ pub async fn run(plan: SoakPlan) -> bool {
             format!("; failed: {}", failures.join("; "))
         }
     );
-    failures.is_empty()
+    let passed = failures.is_empty();
+    print_json(SoakReport {
+        verdict,
+        failures,
+        figures: Some(SoakFigures {
+            viewers: plan.viewers,
+            accel,
+            load_secs,
+            visits,
+            visits_per_sec: visits as f64 / load_secs,
+            clients,
+            server: server_counts,
+            peak,
+            idle_before: ServerState::of(&idle),
+            idle_after_warmup: ServerState::of(&warm),
+            idle_after_load: ServerState::of(&after),
+            settle_secs,
+            idle_cpu: IdleCpu {
+                share: idle_cpu,
+                over_secs: (idle_end - idle_start).as_secs_f64(),
+                bound: idle_bound,
+                checks: idle_checks,
+            },
+            p99: p99_figures,
+            honest: honest_figures,
+        }),
+    });
+    passed
+}
+
+/// Prints `soak summary: FAIL: WHY` and the JSON line of a soak that ended before its load;
+/// returns false (failed).
+fn failed_early(why: &str) -> bool {
+    println!("soak summary: FAIL: {why}");
+    print_json(SoakReport {
+        verdict: "FAIL",
+        failures: vec![why.to_owned()],
+        figures: None,
+    });
+    false
+}
+
+/// Prints `soak json: {...}`: the report on one line, for scripts and `tests/soak.rs`.
+fn print_json(report: SoakReport) {
+    let json = serde_json::to_string(&report).expect("the soak report serializes");
+    println!("soak json: {json}");
+}
+
+/// The soak's verdict and figures as one JSON line; the lines before it say the same for
+/// people. A figure that could not be read (such as a metric missing from `/metrics`) is
+/// `null`.
+#[derive(Serialize)]
+struct SoakReport {
+    /// `PASS` or `FAIL`.
+    verdict: &'static str,
+    /// Each failed pass criterion, as the summary line lists them.
+    failures: Vec<String>,
+    /// Absent when the soak failed before its load (the server did not start...).
+    #[serde(flatten)]
+    figures: Option<SoakFigures>,
+}
+
+/// Everything the soak measured.
+#[derive(Serialize)]
+struct SoakFigures {
+    /// Concurrent `/stream.mp4` viewer slots.
+    viewers: usize,
+    accel: u64,
+    /// The measured load.
+    load_secs: f64,
+    /// Viewer visits finished during the measured load.
+    visits: u64,
+    visits_per_sec: f64,
+    clients: ClientCounts,
+    /// The server's counters over the measured load.
+    server: ServerCounts,
+    peak: Peak,
+    idle_before: ServerState,
+    idle_after_warmup: ServerState,
+    idle_after_load: ServerState,
+    /// Time until fds, threads and gauges were back after the load.
+    settle_secs: f64,
+    idle_cpu: IdleCpu,
+    /// `GET /`, then a chat post.
+    p99: Vec<P99>,
+    honest: Vec<HonestFigures>,
+}
+
+/// Requests of one kind of client: those that did what they should, and those refused or
+/// failed.
+#[derive(Serialize)]
+struct Tally {
+    ok: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn attempts(&self) -> u64 {
+        self.ok + self.failed
+    }
+}
+
+/// What the soak's clients counted, from the warm-up on (the warm-up and the measured load
+/// share the counters; the `soak: load` line prints the same figures).
+#[derive(Serialize)]
+struct ClientCounts {
+    /// Visits by [`SoakKind`] (`TorLike`, `NeverReads`, ...).
+    visits_by_kind: BTreeMap<String, u64>,
+    /// Failed: `/stream.mp4` refused or no connection.
+    viewer_visits: Tally,
+    visits_ended_by_server: u64,
+    viewer_megabytes: f64,
+    page_refreshes: Tally,
+    chat_posts: Tally,
+    websockets: Tally,
+    source_restarts: Tally,
+    title_changes: Tally,
+    /// The latency probe's `GET /` and chat posts (it runs from the idle phase to the end).
+    probe_requests: Tally,
+}
+
+impl ClientCounts {
+    fn read(sh: &SoakShared) -> ClientCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &sh.counters;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+        let tally = |ok: u64, failed: u64| Tally { ok, failed };
+        let visits: u64 = c.visits.iter().map(n).sum();
+        ClientCounts {
+            visits_by_kind: SoakKind::ALL
+                .iter()
+                .map(|k| (format!("{k:?}"), n(&c.visits[k.index()])))
+                .collect(),
+            viewer_visits: tally(
+                visits.saturating_sub(n(&c.visit_failures)),
+                n(&c.visit_failures),
+            ),
+            visits_ended_by_server: n(&c.ended_by_server),
+            viewer_megabytes: n(&c.viewer_bytes) as f64 / 1e6,
+            page_refreshes: tally(
+                n(&c.page_requests).saturating_sub(n(&c.page_failures)),
+                n(&c.page_failures),
+            ),
+            chat_posts: tally(n(&c.posts_ok), n(&c.posts_failed)),
+            websockets: tally(n(&c.live_opened), n(&c.live_failed)),
+            source_restarts: tally(n(&c.restarts_ok), n(&c.restarts_failed)),
+            title_changes: tally(n(&c.titles_ok), n(&c.titles_failed)),
+            probe_requests: tally(
+                sh.probes.lock().expect("lock").len() as u64,
+                n(&c.probe_failures),
+            ),
+        }
+    }
+}
+
+/// The server's counters (from `/metrics`) after the load settled, less before it.
+#[derive(Serialize)]
+struct ServerCounts {
+    streams_opened: f64,
+    streams_refused: f64,
+    catch_ups: f64,
+    gap_jumps: f64,
+    stalled_connections_dropped: f64,
+    chat_messages_posted: f64,
+    chat_messages_refused: f64,
+    source_restarts: f64,
+    source_splices: f64,
+    epochs: f64,
+}
+
+impl ServerCounts {
+    fn between(before: &SoakSnapshot, after: &SoakSnapshot) -> ServerCounts {
+        let delta = |name: &str| after.m(name) - before.m(name);
+        ServerCounts {
+            streams_opened: delta("streams_opened_total"),
+            streams_refused: delta("streams_refused_total"),
+            catch_ups: delta("catch_ups_total"),
+            gap_jumps: delta("gap_jumps_total"),
+            stalled_connections_dropped: delta("stalled_connections_dropped_total"),
+            chat_messages_posted: delta("chat_messages_posted_total"),
+            chat_messages_refused: delta("chat_messages_refused_total"),
+            source_restarts: delta("source_restarts_total"),
+            source_splices: delta("source_splices_total"),
+            epochs: delta("epochs_total"),
+        }
+    }
+}
+
+/// The highest figures of the table lines of the measured load.
+#[derive(Serialize)]
+struct Peak {
+    open_streams: f64,
+    live_sockets: f64,
+    fds: f64,
+    threads: f64,
+    rss_mib: f64,
+}
+
+impl Peak {
+    fn of(snaps: &[SoakSnapshot]) -> Peak {
+        let peak = |f: &dyn Fn(&SoakSnapshot) -> f64| snaps.iter().map(f).fold(f64::NAN, f64::max);
+        Peak {
+            open_streams: peak(&|s| s.m("open_streams")),
+            live_sockets: peak(&|s| s.m("live_sockets")),
+            fds: peak(&|s| s.fds as f64),
+            threads: peak(&|s| s.threads as f64),
+            rss_mib: peak(&|s| s.rss_kib as f64) / 1024.0,
+        }
+    }
+}
+
+/// The server at rest: before the load, after the warm-up, after the measured load.
+#[derive(Serialize)]
+struct ServerState {
+    fds: usize,
+    sockets: usize,
+    threads: u64,
+    rss_kib: u64,
+    anon_kib: u64,
+    open_streams: f64,
+    live_sockets: f64,
+    viewers: f64,
+}
+
+impl ServerState {
+    fn of(s: &SoakSnapshot) -> ServerState {
+        ServerState {
+            fds: s.fds,
+            sockets: s.sockets,
+            threads: s.threads,
+            rss_kib: s.rss_kib,
+            anon_kib: s.anon_kib,
+            open_streams: s.m("open_streams"),
+            live_sockets: s.m("live_sockets"),
+            viewers: s.m("viewers"),
+        }
+    }
+}
+
+/// Idle means idle: the server's CPU (shares of one core) in the idle phase, the bound each
+/// check must stay within, and the checks.
+#[derive(Serialize)]
+struct IdleCpu {
+    share: f64,
+    over_secs: f64,
+    bound: f64,
+    checks: Vec<IdleCheck>,
+}
+
+/// The p99 of one kind of probe request, idle and under the measured load, and its bound.
+#[derive(Serialize)]
+struct P99 {
+    what: &'static str,
+    idle_ms: f64,
+    idle_samples: usize,
+    load_ms: f64,
+    load_samples: usize,
+    bound_ms: f64,
+}
+
+/// An honest viewer's record and what it comes to.
+#[derive(Serialize)]
+struct HonestFigures {
+    #[serde(flatten)]
+    run: HonestRun,
+    kbit_per_sec: f64,
+    stream_rate_percent: f64,
+    /// Media (seconds at the stream rate) it ended behind the best-served honest viewer.
+    behind_best_secs: f64,
 }
 
 /// `a <= b`, false when either is NaN (a missing figure fails its criterion).

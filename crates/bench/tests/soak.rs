@@ -4,7 +4,8 @@
 //! within its margin, p99 of `GET /` and of a chat post under load within 5x idle (or 50 ms),
 //! no honest viewer skipped forward or left behind, no request of a well-behaved client failed,
 //! and idle means idle: the server's CPU after the load and after each kind of change (title by
-//! file and by `ctl`, source restart) back within a small margin of its idle figure.
+//! file and by `ctl`, source restart) back within a small margin of its idle figure. The
+//! test reads the bench's verdict and figures from its one JSON line (`soak json: {...}`).
 //!
 //! The `onionstream` binary belongs to another package, so `cargo test` does not build it for
 //! this test: the test builds it first (same profile, same target folder) with the cargo that
@@ -15,6 +16,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_json::Value;
 
 /// `onionstream` of this test's profile, built (or found up to date) by
 /// `cargo build -p onionstream --bin onionstream --locked` in the bench's own target folder:
@@ -70,56 +73,49 @@ fn a_server_under_tor_like_churn_returns_to_idle_and_keeps_honest_viewers_live()
         .expect("the bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let report = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
-    let summary = stdout
+    let output = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    let line = stdout
         .lines()
-        .find(|l| l.starts_with("soak summary: "))
-        .unwrap_or_else(|| panic!("no summary line\n{report}"));
-    assert!(
-        summary.starts_with("soak summary: PASS: 60 viewers x "),
-        "{summary}\n{report}"
+        .find_map(|l| l.strip_prefix("soak json: "))
+        .unwrap_or_else(|| panic!("no `soak json:` line\n{output}"));
+    let soak: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("the `soak json:` line does not parse ({e})\n{output}"));
+    assert_eq!(
+        soak["verdict"], "PASS",
+        "failures: {}\n{output}",
+        soak["failures"]
     );
-    assert!(out.status.success(), "exit status {}\n{report}", out.status);
-    println!("{summary}");
-    // The load really happened: viewers came and went, the source restarted, the server
-    // dropped the stalled viewers and served the honest ones.
-    let line = |prefix: &str| {
-        stdout
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line {prefix:?}\n{report}"))
-            .to_owned()
+    assert_eq!(soak["viewers"], 60, "{line}");
+    assert!(out.status.success(), "exit status {}\n{output}", out.status);
+    if let Some(summary) = stdout.lines().find(|l| l.starts_with("soak summary: ")) {
+        println!("{summary}");
+    }
+    let number = |path: &[&str]| -> f64 {
+        path.iter()
+            .fold(&soak, |v, key| &v[key])
+            .as_f64()
+            .unwrap_or_else(|| panic!("no number at {path:?} in {line}"))
     };
-    let number_before = |l: &str, what: &str| -> f64 {
-        let (head, _) = l
-            .split_once(what)
-            .unwrap_or_else(|| panic!("no {what:?} in {l}"));
-        head.split_whitespace()
-            .last()
-            .and_then(|n| n.trim_start_matches('(').parse().ok())
-            .unwrap_or_else(|| panic!("no number before {what:?} in {l}"))
-    };
-    let load = line("soak: load ");
-    assert!(number_before(&load, "viewer visits") >= 100.0, "{load}");
-    assert!(number_before(&load, "source restarts") >= 2.0, "{load}");
-    assert!(number_before(&load, "title changes") >= 4.0, "{load}");
-    let server = line("soak: server during the load: ");
-    let stalled = server
-        .split_once("stalled connections dropped ")
-        .and_then(|(_, r)| r.split(',').next()?.trim().parse::<f64>().ok())
-        .expect("stalled connections dropped");
+    // The load really happened: viewers came and went, the source restarted, the title
+    // changed, the server dropped the stalled viewers and served the honest ones.
+    assert!(number(&["visits"]) >= 100.0, "{line}");
     assert!(
-        stalled >= 1.0,
-        "viewers that stop reading are dropped: {server}"
+        number(&["clients", "source_restarts", "ok"]) >= 2.0,
+        "{line}"
     );
-    let honest: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("soak: honest-"))
-        .collect();
-    // Idle means idle, checked after each kind of change (the summary's PASS says each held).
-    let checks: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("soak: idle check after "))
+    let title_changes = number(&["clients", "title_changes", "ok"])
+        + number(&["clients", "title_changes", "failed"]);
+    assert!(title_changes >= 4.0, "{line}");
+    assert!(
+        number(&["server", "stalled_connections_dropped"]) >= 1.0,
+        "viewers that stop reading are dropped: {line}"
+    );
+    // Idle means idle, checked after each kind of change (the verdict says each held).
+    let checks: Vec<&str> = soak["idle_cpu"]["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no idle checks in {line}"))
+        .iter()
+        .filter_map(|c| c["after"].as_str())
         .collect();
     for what in [
         "the load",
@@ -128,14 +124,15 @@ fn a_server_under_tor_like_churn_returns_to_idle_and_keeps_honest_viewers_live()
         "a source restart",
     ] {
         assert!(
-            checks
-                .iter()
-                .any(|c| c.starts_with(&format!("soak: idle check after {what}"))),
-            "no idle check after {what}\n{report}"
+            checks.iter().any(|c| c.starts_with(what)),
+            "no idle check after {what}: {checks:?}"
         );
     }
-    assert_eq!(honest.len(), 3, "{report}");
+    let honest = soak["honest"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no honest viewers in {line}"));
+    assert_eq!(honest.len(), 3, "{line}");
     for h in honest {
-        assert!(h.contains("skipped forward 0 times"), "{h}");
+        assert_eq!(h["skips"], 0, "{h} was skipped forward");
     }
 }
