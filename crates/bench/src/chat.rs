@@ -15,7 +15,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::chat_texts::CHAT_TEXTS;
-use crate::http::{form_encode, read_response};
+use crate::http::{post_chat_form, read_response};
 use crate::in_process_server::in_process_server_with;
 use crate::percentile::{percentile, sorted};
 use crate::procfs::fs_type;
@@ -249,35 +249,13 @@ async fn http_posts(
     let s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let mut r = BufReader::new(s);
-    let mut line = String::new();
     let mut times = Vec::with_capacity(n);
     let mut not_303 = 0;
     for i in 0..n {
         let token = users[i % users.len()].secret();
-        r.get_mut()
-            .write_all(
-                format!("GET /chat/form?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
-            )
-            .await?;
-        let (status, body) = read_response(&mut r, &mut line).await?;
-        let body = String::from_utf8_lossy(&body);
-        let marker = "name=\"nonce\" value=\"";
-        let nonce = body
-            .split_once(marker)
-            .and_then(|(_, rest)| rest.split_once('"'))
-            .map(|(n, _)| n.to_owned())
-            .ok_or_else(|| std::io::Error::other(format!("no nonce in /chat/form ({status})")))?;
         let text = CHAT_TEXTS[(i * 5 + 3) % CHAT_TEXTS.len()];
-        let form = format!("nonce={}&text={}", form_encode(&nonce), form_encode(text));
-        let request = format!(
-            "POST /chat/post?token={token} HTTP/1.1\r\nHost: {addr}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-            form.len()
-        );
-        let t = Instant::now();
-        r.get_mut().write_all(request.as_bytes()).await?;
-        let (status, _) = read_response(&mut r, &mut line).await?;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
+        let (status, took) = post_chat_form(&mut r, addr, token, text).await?;
+        times.push(took.as_secs_f64() * 1e6);
         if status != 303 {
             not_303 += 1;
         }

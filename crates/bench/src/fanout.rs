@@ -284,16 +284,7 @@ async fn fanout_step(n: usize, messages: usize, interval: Duration) -> Option<Fa
     let figures = async {
         let mut source = std::ffi::OsString::from("folder:");
         source.push(&media);
-        let server = match start_server(&[
-            "--source".into(),
-            source,
-            "--data-dir".into(),
-            data.clone().into(),
-            "--config".into(),
-            config.clone().into(),
-        ])
-        .await
-        {
+        let server = match start_server(&source, &data, &config).await {
             Ok(s) => s,
             Err(e) => {
                 println!("fanout: {e}");

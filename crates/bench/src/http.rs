@@ -2,9 +2,12 @@
 //! as it arrives and can behave as no library would (read slowly, stop reading, reset).
 //!
 //! Owns: opening `/stream.mp4` ([`open_stream`], [`open_stream_on`]), reading one response
-//! ([`read_response`], [`http_once`]) and form encoding ([`form_encode`]). Must never: connect
+//! ([`read_response`], [`http_once`]), form encoding ([`form_encode`]) and a chat post through
+//! the no-JS form ([`post_chat_form`]). Must never: connect
 //! anywhere but the address it is given (always loopback, or a SOCKS stream to the private Tor
 //! network), or keep a response body it was not asked for.
+
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -104,7 +107,7 @@ pub async fn read_response(
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
-pub fn form_encode(s: &str) -> String {
+fn form_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -114,6 +117,40 @@ pub fn form_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// One no-JS chat post on `r`'s connection (kept alive), as the page's form makes it:
+/// `GET /chat/form` for a single-use nonce, then `POST /chat/post` with `text`. Returns the
+/// POST's status (303 when accepted) and its round trip; the GET is not timed.
+pub async fn post_chat_form(
+    r: &mut BufReader<TcpStream>,
+    addr: std::net::SocketAddr,
+    token: &str,
+    text: &str,
+) -> std::io::Result<(u16, Duration)> {
+    let mut line = String::new();
+    r.get_mut()
+        .write_all(
+            format!("GET /chat/form?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let (status, body) = read_response(r, &mut line).await?;
+    let body = String::from_utf8_lossy(&body);
+    let nonce = body
+        .split_once("name=\"nonce\" value=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(n, _)| n.to_owned())
+        .ok_or_else(|| std::io::Error::other(format!("no nonce in /chat/form ({status})")))?;
+    let form = format!("nonce={}&text={}", form_encode(&nonce), form_encode(text));
+    let request = format!(
+        "POST /chat/post?token={token} HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    let t = Instant::now();
+    r.get_mut().write_all(request.as_bytes()).await?;
+    let (status, _) = read_response(r, &mut line).await?;
+    Ok((status, t.elapsed()))
 }
 
 /// One request on a fresh connection: status and body.

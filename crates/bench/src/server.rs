@@ -5,7 +5,8 @@
 //! returns. Must never: start a server listening beyond 127.0.0.1, or leave one running (the
 //! child is killed when its [`ServerProcess`] is dropped).
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -38,13 +39,23 @@ pub struct ServerProcess {
     pub metrics: tokio::sync::watch::Receiver<Option<std::net::SocketAddr>>,
 }
 
-/// Starts `onionstream` (next to this binary) on a free loopback port and waits for its
-/// "serving" line. Its later output (such as the broadcaster's password) is read and dropped.
-pub async fn start_server(args: &[std::ffi::OsString]) -> Result<ServerProcess, String> {
+/// Starts `onionstream` ([`server_binary`]) on a free loopback port with `--source SOURCE
+/// --data-dir DATA --config CONFIG` and waits for its "serving" line. Its later output (such
+/// as the broadcaster's password) is read and dropped.
+pub async fn start_server(
+    source: &OsStr,
+    data: &Path,
+    config: &Path,
+) -> Result<ServerProcess, String> {
     let bin = server_binary();
     let mut child = tokio::process::Command::new(&bin)
         .args(["--listen", "127.0.0.1:0"])
-        .args(args)
+        .arg("--source")
+        .arg(source)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

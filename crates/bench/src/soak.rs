@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::args::Args;
 use crate::chat_texts::CHAT_TEXTS;
-use crate::http::{form_encode, http_once, open_stream_on, read_response};
+use crate::http::{http_once, open_stream_on, post_chat_form, read_response};
 use crate::live_socket::live_connect;
 use crate::moof_scanner::MoofScanner;
 use crate::open_files::raise_open_files;
@@ -665,38 +665,13 @@ async fn soak_post(addr: std::net::SocketAddr, token: &str, text: &str) -> Resul
         .map_err(|e| format!("connect: {e}"))?;
     let _ = s.set_nodelay(true);
     let mut r = BufReader::new(s);
-    let mut line = String::new();
-    let io = |e: std::io::Error| e.to_string();
-    r.get_mut()
-        .write_all(
-            format!("GET /chat/form?token={token} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
-        )
+    let (status, took) = post_chat_form(&mut r, addr, token, text)
         .await
-        .map_err(io)?;
-    let (status, body) = read_response(&mut r, &mut line).await.map_err(io)?;
-    let body = String::from_utf8_lossy(&body);
-    let nonce = body
-        .split_once("name=\"nonce\" value=\"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .map(|(n, _)| n.to_owned())
-        .ok_or_else(|| format!("no nonce in /chat/form ({status})"))?;
-    let form = format!("nonce={}&text={}", form_encode(&nonce), form_encode(text));
-    let request = format!(
-        "POST /chat/post?token={token} HTTP/1.1\r\nHost: {addr}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    );
-    let t = Instant::now();
-    r.get_mut()
-        .write_all(request.as_bytes())
-        .await
-        .map_err(io)?;
-    let (status, _) = read_response(&mut r, &mut line).await.map_err(io)?;
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
+        .map_err(|e| e.to_string())?;
     if status != 303 {
         return Err(format!("POST /chat/post answered {status}"));
     }
-    Ok(ms)
+    Ok(took.as_secs_f64() * 1000.0)
 }
 
 /// Chat posts at `plan.posts_per_sec`, round robin over enough tokens that none meets the
@@ -1260,16 +1235,7 @@ pub async fn run(plan: SoakPlan) -> bool {
     std::fs::write(&config, plan.config()).expect("config");
     let clip = DemoClip::load();
     let stream_rate = media::source::demo::DEMO_CLIP.len() as f64 / (clip.period_ns as f64 / 1e9);
-    let server = match start_server(&[
-        "--source".into(),
-        "demo".into(),
-        "--data-dir".into(),
-        data.clone().into(),
-        "--config".into(),
-        config.clone().into(),
-    ])
-    .await
-    {
+    let server = match start_server("demo".as_ref(), &data, &config).await {
         Ok(s) => s,
         Err(e) => {
             println!("soak: {e}");
