@@ -1,7 +1,7 @@
 //! The chat room's state machine: users and their appearance, messages, captchas before
 //! posting, flood control, word filters, moderation, private mode, and persistence of all of
 //! it. The web layer renders what this returns; the rules live only here, so the no-JS forms
-//! and (later) the WebSocket obey the same ones.
+//! and the live socket of JavaScript pages obey the same ones.
 //!
 //! Owns: [`Room`]. Must never: know HTTP or HTML, keep a secret token on disk (users are known
 //! by [`Token::public_id`]), acknowledge a message before it is durably written, or keep
