@@ -45,6 +45,27 @@ async fn the_demo_stream_plays_for_ten_seconds_with_increasing_decode_times() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_demo_server_is_live_from_its_first_request() {
+    // No waiting: the very first request after the serving line.
+    let server = Server::start(&[], None).await;
+    let mut r = open(server.addr, &format!("/stream.mp4?token={T}"), None).await;
+    assert_eq!(r.status, 200, "the first /stream.mp4 plays, not 503");
+    // The start-up distance behind live (2.5 s) arrives at once.
+    let data = r.read_for(Duration::from_millis(500)).await;
+    let media = ReceivedMedia::parse(&data);
+    assert!(
+        media.media_secs() >= 2.0,
+        "{:.1} s of media in the first half second",
+        media.media_secs()
+    );
+    assert!(get(server.addr, &format!("/info?token={T}"))
+        .await
+        .text()
+        .contains("LIVE"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_is_moved_forward_and_still_decodes() {
     let config =
         "[delivery]\nstart_behind_ms = 2500\nmax_behind_ms = 5000\nsocket_send_buffer_kib = 16\n";

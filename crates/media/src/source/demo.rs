@@ -57,26 +57,64 @@ impl DemoClip {
     }
 }
 
-/// Feeds the demo into the store forever, in real time.
-pub async fn run(store: SegmentStore) {
+/// Media the demo has ready when it starts in a fresh store: the timeline begins this long
+/// before the server did, so the first viewer gets video at once, already the start-up
+/// distance behind live that players need (`CursorPolicy::start_behind`, 2.5 s), instead of
+/// a 503 while the first fragments are made.
+pub const HEAD_START: Duration = Duration::from_secs(3);
+
+/// Feeds the demo into the store forever, in real time. In a fresh store (no source ever
+/// ran), the fragments of the first [`HEAD_START`] are taken before this returns, so the
+/// stream is live before the future is first polled; a restarted demo starts from now (a
+/// burst after a restart would put the edge ahead of the viewers who follow it).
+pub fn run(store: SegmentStore) -> impl std::future::Future<Output = ()> + Send {
+    let fresh = store.counters().sessions == 0;
     let clip = DemoClip::load();
     let mut ingest = store.ingest();
-    if let Err(e) = ingest.init(clip.init.bytes.clone()) {
-        tracing::error!("demo source: {e}");
-        return;
-    }
-    tracing::info!(
-        "demo source: looping the built-in clip ({} fragments)",
-        clip.fragments.len()
-    );
-    let t0 = tokio::time::Instant::now();
+    let started = match ingest.init(clip.init.bytes.clone()) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("demo source: {e}");
+            false
+        }
+    };
+    let head_start = if fresh { HEAD_START } else { Duration::ZERO };
+    let now = tokio::time::Instant::now();
+    let t0 = now.checked_sub(head_start).unwrap_or(now);
     let origin = clip.fragments.first().map_or(0, Fragment::start_ns);
-    for lap in 0u64.. {
-        for (i, f) in clip.fragments.iter().enumerate() {
-            // A fragment is ready once its last sample would have been captured.
-            let due = f.end_ns() - origin + clip.period_ns * i128::from(lap);
-            tokio::time::sleep_until(t0 + Duration::from_nanos(due.max(0) as u64)).await;
-            if let Err(e) = ingest.fragment(clip.moof(lap, i), f.mdat.clone()) {
+    // Every fragment in order, with the time it is due (once its last sample would have
+    // been captured).
+    let count = clip.fragments.len();
+    let mut next = (0u64..).flat_map(move |lap| (0..count).map(move |i| (lap, i)));
+    let due = move |clip: &DemoClip, (lap, i): (u64, usize)| {
+        let end = clip.fragments[i].end_ns() - origin + clip.period_ns * i128::from(lap);
+        t0 + Duration::from_nanos(end.max(0) as u64)
+    };
+    let mut pending = None;
+    if started {
+        tracing::info!("demo source: looping the built-in clip ({count} fragments)");
+        // The head start, now.
+        for at in next.by_ref() {
+            if due(&clip, at) > now {
+                pending = Some(at);
+                break;
+            }
+            if let Err(e) =
+                ingest.fragment(clip.moof(at.0, at.1), clip.fragments[at.1].mdat.clone())
+            {
+                tracing::warn!("demo source stopped: {e}");
+                pending = None;
+                break;
+            }
+        }
+    }
+    async move {
+        let Some(first) = pending else {
+            return;
+        };
+        for (lap, i) in std::iter::once(first).chain(next) {
+            tokio::time::sleep_until(due(&clip, (lap, i))).await;
+            if let Err(e) = ingest.fragment(clip.moof(lap, i), clip.fragments[i].mdat.clone()) {
                 tracing::warn!("demo source stopped: {e}");
                 return;
             }
@@ -117,12 +155,30 @@ mod tests {
     async fn the_demo_runs_in_real_time() {
         let store = SegmentStore::new(StoreConfig::default());
         let task = tokio::spawn(run(store.clone()));
+        // A fresh store is live at once, with the head start.
+        assert!(store.status().online, "live before the first poll");
+        let start = store.live_edge_ns().unwrap();
+        let head = HEAD_START.as_nanos() as i128;
+        assert!(
+            (head - 1_000_000_000..=head).contains(&start),
+            "edge at {start} ns at start"
+        );
         tokio::time::sleep(Duration::from_secs(12)).await;
+        // Real time from then on: never ahead of the clock (plus the head start), at most a
+        // fragment behind it.
         let edge = store.live_edge_ns().unwrap();
         assert!(
-            (11_000_000_000..=12_000_000_000).contains(&edge),
-            "edge at {edge} ns after 12 s"
+            (head + 11_000_000_000..=head + 12_000_000_000).contains(&edge),
+            "edge at {edge} ns after 12 s (at {start} ns at start)"
         );
         task.abort();
+        // A restarted demo has no head start.
+        let before = store.live_edge_ns().unwrap();
+        let restarted = run(store.clone());
+        assert!(
+            store.live_edge_ns().unwrap() - before < 1_000_000_000,
+            "no burst after a restart"
+        );
+        drop(restarted);
     }
 }

@@ -86,8 +86,20 @@ pub struct SourceOptions {
 }
 
 /// Runs the source until the process ends. Failures are logged and retried inside; this
-/// never returns an error.
-pub async fn run(spec: SourceSpec, store: SegmentStore, options: SourceOptions) {
+/// never returns an error. What a source can do at once happens before this returns (the
+/// demo's head start: a fresh server is live from its first request).
+pub fn run(
+    spec: SourceSpec,
+    store: SegmentStore,
+    options: SourceOptions,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    match spec {
+        SourceSpec::Demo => Box::pin(demo::run(store)),
+        other => Box::pin(run_other(other, store, options)),
+    }
+}
+
+async fn run_other(spec: SourceSpec, store: SegmentStore, options: SourceOptions) {
     match spec {
         SourceSpec::Demo => demo::run(store).await,
         SourceSpec::Folder(dir) => folder::run(dir, store).await,
