@@ -165,11 +165,14 @@ struct Shared {
     config: StoreConfig,
     state: Mutex<State>,
     version: watch::Sender<StoreVersion>,
+    /// Bumped when the stream goes online, starts a new epoch, or its source stops.
+    status_changes: watch::Sender<u64>,
 }
 
 impl SegmentStore {
     pub fn new(config: StoreConfig) -> Self {
         let (version, _) = watch::channel(StoreVersion::default());
+        let (status_changes, _) = watch::channel(0);
         SegmentStore {
             shared: Arc::new(Shared {
                 config,
@@ -178,6 +181,7 @@ impl SegmentStore {
                     ..State::default()
                 }),
                 version,
+                status_changes,
             }),
         }
     }
@@ -215,6 +219,27 @@ impl SegmentStore {
     /// Watches for new fragments and epochs.
     pub fn subscribe(&self) -> watch::Receiver<StoreVersion> {
         self.shared.version.subscribe()
+    }
+
+    /// Changes when the stream goes online, starts a new epoch, or its source stops. Going
+    /// offline because nothing arrives is not a change anyone makes: it happens at
+    /// [`SegmentStore::offline_deadline`], which a watcher sleeps until.
+    pub fn watch_status(&self) -> watch::Receiver<u64> {
+        self.shared.status_changes.subscribe()
+    }
+
+    /// While online: when the stream goes offline if nothing more arrives.
+    pub fn offline_deadline(&self) -> Option<Instant> {
+        let st = self.lock();
+        if !self.is_online(&st, Instant::now()) {
+            return None;
+        }
+        st.last_arrival
+            .map(|t| t + self.shared.config.offline_after)
+    }
+
+    fn status_changed(&self) {
+        self.shared.status_changes.send_modify(|n| *n += 1);
     }
 
     pub fn version(&self) -> StoreVersion {
@@ -339,6 +364,8 @@ impl SegmentStore {
         st.source_ended = true;
         st.online_since = None;
         st.problem = Some(reason.into());
+        drop(st);
+        self.status_changed();
     }
 
     /// Records a problem with the source without changing anything else (shown while offline).
@@ -419,6 +446,8 @@ impl Ingest {
                 st.counters.epochs += 1;
                 self.init = Some(epoch);
                 store.publish(&st);
+                drop(st);
+                store.status_changed();
             }
         }
         self.shift_ns = None;
@@ -526,7 +555,8 @@ impl Ingest {
         st.buffered_bytes += live.len();
         st.fragments.push_back(live);
         st.counters.fragments += 1;
-        if !was_online && store.is_online(&st, now) {
+        let went_online = !was_online && store.is_online(&st, now);
+        if went_online {
             st.online_since = Some(SystemTime::now());
             st.problem = None;
         }
@@ -555,6 +585,10 @@ impl Ingest {
             }
         }
         store.publish(&st);
+        drop(st);
+        if went_online {
+            store.status_changed();
+        }
         Ok(())
     }
 
@@ -643,6 +677,31 @@ mod tests {
         assert_eq!(store.current_epoch().unwrap().id, 2);
         assert!(matches!(store.lookup(1, 1), Lookup::EpochEnded));
         assert!(!store.status().online, "no fragment of the new epoch yet");
+    }
+
+    #[test]
+    fn the_status_watch_wakes_on_online_epoch_and_stop_and_names_the_offline_moment() {
+        let store = SegmentStore::new(StoreConfig::default());
+        let mut changes = store.watch_status();
+        let (init, frags) = parts();
+        let mut a = store.ingest();
+        a.init(init.clone()).unwrap();
+        assert!(changes.has_changed().unwrap(), "a new epoch");
+        changes.mark_unchanged();
+        assert_eq!(store.offline_deadline(), None);
+        a.fragment(frags[0].0.clone(), frags[0].1.clone()).unwrap();
+        assert!(changes.has_changed().unwrap(), "online");
+        changes.mark_unchanged();
+        let deadline = store.offline_deadline().expect("online");
+        let offline_after = store.config().offline_after;
+        assert!(deadline > Instant::now() && deadline <= Instant::now() + offline_after);
+        // More media while online: no wake-up (the deadline moves instead).
+        a.fragment(frags[1].0.clone(), frags[1].1.clone()).unwrap();
+        assert!(!changes.has_changed().unwrap());
+        assert!(store.offline_deadline().unwrap() >= deadline);
+        a.end("stopped by the test");
+        assert!(changes.has_changed().unwrap(), "the source stopped");
+        assert_eq!(store.offline_deadline(), None);
     }
 
     #[test]

@@ -3,19 +3,21 @@
 //! Owns: the command line, reading the config, and wiring the parts together (source →
 //! store → web). Must never: hold logic that belongs to a part (media, room, web).
 
+mod app;
 mod cli;
 mod config;
 mod console;
 mod ctl;
 mod memory;
+mod shutdown;
 mod source_task;
 mod title_file;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 
+use crate::app::{App, TestKnobs};
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 
@@ -170,12 +172,6 @@ fn onion_command(cmd: &cli::OnionCommand, config: &Config) -> ExitCode {
     }
 }
 
-/// What the hidden test-only flags asked for.
-struct TestKnobs {
-    torrc_lines: Vec<String>,
-    captcha_answers: Option<std::path::PathBuf>,
-}
-
 fn run(config: Config, test: TestKnobs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -187,235 +183,21 @@ fn run(config: Config, test: TestKnobs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, test))
-}
-
-async fn serve(config: Config, test: TestKnobs) -> ExitCode {
-    let extra_torrc = test.torrc_lines;
-    let spec: media::source::SourceSpec = config.source.parse().expect("checked when loading");
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("onionstream: cannot listen on {}: {e}", config.listen);
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = listener.local_addr().unwrap_or(config.listen);
-
-    let data_dir = config.data_dir();
-    let title = room::Title::default();
-    let data_dir_usable = match make_data_dir(&data_dir) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(
-                "data directory {} is not usable ({e}); serving without it (title stays default, chat is not kept)",
-                data_dir.display()
-            );
-            false
-        }
-    };
-    let title_watch = data_dir_usable
-        .then(|| title_file::watch(&data_dir, title.clone()))
-        .flatten();
-    let mut room_config = config.room_config(data_dir_usable.then(|| data_dir.clone()));
-    room_config.test_captcha_answers = test.captcha_answers;
-    let generated_password = room_config.broadcaster_password.plain().map(str::to_owned);
-    let room = match room::Room::open(room_config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("onionstream: cannot open the chat room: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    memory::spawn_trimmer();
-    tokio::spawn({
-        let room = room.clone();
-        async move {
-            let mut tick = tokio::time::interval(ROOM_SWEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                room.sweep();
+    runtime.block_on(async {
+        match App::start(config, test).await {
+            Ok(app) => {
+                app.run(shutdown_signal()).await;
+                ExitCode::SUCCESS
             }
-        }
-    });
-
-    let store = media::SegmentStore::new(config.store_config());
-    let counters = Arc::new(web::DeliveryCounters::default());
-    let viewers = room::Viewers::new(config.stream_limits());
-    let live = web::LiveHub::new(config.limits.max_live_sockets);
-    let state = web::AppState {
-        config: Arc::new(config.web_config()),
-        store: store.clone(),
-        viewers: viewers.clone(),
-        title: title.clone(),
-        room: room.clone(),
-        counters: counters.clone(),
-        live: live.clone(),
-    };
-    tracing::info!("source: {spec}");
-    let source = source_task::SourceTask::start(spec, store.clone(), config.source_options());
-    let events = console::events::EventHub::start(
-        room.clone(),
-        title.clone(),
-        store.clone(),
-        viewers.clone(),
-    );
-    let metrics_parts = (store.clone(), viewers.clone(), room.clone());
-    let metrics_listener = match config.metrics_listen() {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
             Err(e) => {
-                eprintln!("onionstream: cannot listen for metrics on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
-    };
-    let control = if data_dir_usable {
-        let console = console::server::Console {
-            room,
-            title,
-            store,
-            viewers,
-            source,
-            config: Arc::new(config.clone()),
-            data_dir: data_dir.clone(),
-            events,
-            listen: local,
-        };
-        match console::server::serve(console).await {
-            Ok(path) => Some(path),
-            Err(e) => {
-                tracing::error!("no control socket (onionstream ctl will not work): {e}");
-                None
+                eprintln!("onionstream: {e}");
+                ExitCode::FAILURE
             }
         }
-    } else {
-        None
-    };
-
-    // The one line scripts and tests wait for.
-    println!("onionstream: serving http://{local}/");
-    if let Some(p) = generated_password {
-        println!(
-            "onionstream: broadcaster login at http://{local}/broadcaster: user broadcaster, password {p}"
-        );
-    }
-    let onion = config.onion.enabled.then(|| {
-        let target = if local.ip().is_unspecified() {
-            std::net::SocketAddr::from(([127, 0, 0, 1], local.port()))
-        } else {
-            local
-        };
-        let service = onion::service::OnionService::start(
-            &data_dir,
-            target,
-            config.onion.settings(extra_torrc),
-        );
-        tokio::spawn(announce_onion(service.status()));
-        service
-    });
-    if let Some(listener) = metrics_listener {
-        let (store, viewers, room) = metrics_parts;
-        let tor = onion.as_ref().map(|service| {
-            let status = service.status();
-            let f: Arc<dyn Fn() -> web::metrics::TorStatus + Send + Sync> =
-                Arc::new(move || tor_status(&status.borrow()));
-            f
-        });
-        let sources = web::metrics::MetricsSources {
-            store,
-            viewers,
-            room,
-            counters: counters.clone(),
-            tor,
-            live: Some(live.clone()),
-            title_file_reads: title_watch.as_ref().map(title_file::TitleWatch::reads),
-        };
-        let addr = listener.local_addr().ok();
-        tokio::spawn(async move {
-            if let Err(e) = web::metrics::serve(listener, sources, std::future::pending()).await {
-                tracing::error!("metrics: {e}");
-            }
-        });
-        if let Some(a) = addr {
-            println!("onionstream: metrics at http://{a}/metrics");
-        }
-    }
-    let grace = config.server_limits().shutdown_grace;
-    let live_for_shutdown = live.clone();
-    web::serve(
-        listener,
-        web::router(state),
-        config.server_limits(),
-        counters,
-        async move {
-            shutdown_signal().await;
-            // Live sockets are told why they close (pages show it) before the listener goes.
-            live_for_shutdown.close_all(grace).await;
-        },
-    )
-    .await;
-    if let Some(service) = onion {
-        service.stop().await;
-    }
-    if let Some(path) = control {
-        console::server::remove(&path);
-    }
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
+    })
 }
 
-fn tor_status(s: &onion::service::OnionStatus) -> web::metrics::TorStatus {
-    use onion::service::OnionStatus as O;
-    use web::metrics::TorStatus as T;
-    match s {
-        O::Starting | O::Bootstrapping(..) => T::Starting,
-        O::Publishing { .. } => T::Publishing,
-        O::Published { .. } => T::Published,
-        O::Restarting { .. } => T::Restarting,
-        O::TorMissing => T::Missing,
-    }
-}
-
-/// Prints the onion address once tor has uploaded the descriptor (the line scripts wait for).
-async fn announce_onion(mut status: tokio::sync::watch::Receiver<onion::service::OnionStatus>) {
-    use onion::service::OnionStatus;
-    let mut announced = false;
-    loop {
-        let now = status.borrow_and_update().clone();
-        match now {
-            OnionStatus::Published { address } if !announced => {
-                announced = true;
-                println!("onionstream: onion service published at http://{address}/");
-            }
-            OnionStatus::Publishing { address } if !announced => {
-                tracing::info!("onion service: connected; publishing http://{address}/ ...");
-            }
-            _ => {}
-        }
-        if status.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// How often the room forgets idle visitors and expired captchas.
-const ROOM_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Makes the data directory, readable by this user only (it holds keys and the chat).
-fn make_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-    }
-    Ok(())
-}
-
+/// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -13,10 +13,12 @@ use std::time::Duration;
 /// few-dozen-MiB heap, off the runtime's threads.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Starts the trimmer on the current runtime (glibc only).
-pub fn spawn_trimmer() {
+/// Starts the trimmer under `shutdown` (glibc only).
+pub fn spawn_trimmer(shutdown: &crate::shutdown::Shutdown) {
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = shutdown;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    tokio::spawn(async {
+    shutdown.spawn(async {
         let mut tick = tokio::time::interval(TRIM_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -62,6 +62,13 @@ impl SourceTask {
         )));
     }
 
+    /// Stops the source for good (the server is stopping); an ffmpeg it ran is killed.
+    pub fn stop(&self) {
+        if let Some(task) = self.lock().task.take() {
+            task.abort();
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }

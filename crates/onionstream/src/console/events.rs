@@ -12,11 +12,14 @@ use room::RoomEvent;
 use tokio::sync::broadcast;
 
 use super::protocol::{Event, EventLine, Message, User};
+use crate::shutdown::Shutdown;
 
 /// Events a reader may fall behind by before it is cut off.
 pub const EVENT_BACKLOG: usize = 1024;
-/// How often the stream state and the viewer count are looked at for changes.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the viewer count is looked at for changes.
+const VIEWERS_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Past an offline deadline, the wait before the store is asked again.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
 
 fn room_event(e: &RoomEvent, default_name: &str) -> Event {
     let user = |u| User::new(u, default_name);
@@ -49,74 +52,21 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    /// Starts the tasks that watch the room, the title, the stream and the viewers.
+    /// Starts the tasks that watch the room, the title, the stream and the viewers, under
+    /// `shutdown`.
     pub fn start(
         room: room::Room,
         title: room::Title,
         store: media::SegmentStore,
         viewers: room::Viewers,
+        shutdown: &Shutdown,
     ) -> EventHub {
         let (tx, _) = broadcast::channel(EVENT_BACKLOG);
         let hub = EventHub { tx };
-        {
-            let hub = hub.clone();
-            let mut events = room.subscribe();
-            tokio::spawn(async move {
-                loop {
-                    match events.recv().await {
-                        Ok(e) => hub.publish(room_event(&e, &room.config().default_name)),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!("console events: {n} room events were dropped");
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            });
-        }
-        {
-            let hub = hub.clone();
-            let mut changes = title.subscribe();
-            tokio::spawn(async move {
-                while changes.changed().await.is_ok() {
-                    let t = changes.borrow_and_update().clone();
-                    hub.publish(Event::TitleChanged { title: t });
-                }
-            });
-        }
-        {
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(POLL_INTERVAL);
-                let status = store.status();
-                let mut last = (status.online, status.epoch);
-                let mut watching = viewers.watching();
-                loop {
-                    tick.tick().await;
-                    let s = store.status();
-                    let now = (s.online, s.epoch);
-                    if now != last {
-                        match (last, now) {
-                            ((false, _), (true, epoch)) => {
-                                hub.publish(Event::StreamOnline { epoch })
-                            }
-                            ((true, _), (false, _)) => {
-                                hub.publish(Event::StreamOffline { problem: s.problem })
-                            }
-                            ((true, a), (true, epoch)) if a != epoch => {
-                                hub.publish(Event::StreamRestarted { epoch })
-                            }
-                            _ => {}
-                        }
-                        last = now;
-                    }
-                    let w = viewers.watching();
-                    if w != watching {
-                        watching = w;
-                        hub.publish(Event::ViewersChanged { watching: w });
-                    }
-                }
-            });
-        }
+        shutdown.spawn(room_events(hub.clone(), room));
+        shutdown.spawn(title_changes(hub.clone(), title));
+        shutdown.spawn(stream_changes(hub.clone(), store));
+        shutdown.spawn(viewer_changes(hub.clone(), viewers));
         hub
     }
 
@@ -130,6 +80,82 @@ impl EventHub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.tx.subscribe()
+    }
+}
+
+async fn room_events(hub: EventHub, room: room::Room) {
+    let mut events = room.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(e) => hub.publish(room_event(&e, &room.config().default_name)),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("console events: {n} room events were dropped");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn title_changes(hub: EventHub, title: room::Title) {
+    let mut changes = title.subscribe();
+    while changes.changed().await.is_ok() {
+        let t = changes.borrow_and_update().clone();
+        hub.publish(Event::TitleChanged { title: t });
+    }
+}
+
+/// Online, offline, a new epoch: woken by the store when it changes, and at the moment the
+/// stream would go offline if nothing more arrived (no polling).
+async fn stream_changes(hub: EventHub, store: media::SegmentStore) {
+    let mut changes = store.watch_status();
+    let status = store.status();
+    let mut last = (status.online, status.epoch);
+    loop {
+        let deadline = store.offline_deadline();
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = sleep_until(deadline) => {}
+        }
+        let s = store.status();
+        let now = (s.online, s.epoch);
+        match (last, now) {
+            ((false, _), (true, epoch)) => hub.publish(Event::StreamOnline { epoch }),
+            ((true, _), (false, _)) => hub.publish(Event::StreamOffline { problem: s.problem }),
+            ((true, a), (true, epoch)) if a != epoch => {
+                hub.publish(Event::StreamRestarted { epoch })
+            }
+            _ => {}
+        }
+        last = now;
+    }
+}
+
+/// Sleeps until `deadline` (a little after, so the store agrees it passed), or for ever.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(d) + DEADLINE_MARGIN).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The viewer count: who video reached recently, which changes as time passes, so it is
+/// looked at every [`VIEWERS_POLL_INTERVAL`].
+async fn viewer_changes(hub: EventHub, viewers: room::Viewers) {
+    let mut tick = tokio::time::interval(VIEWERS_POLL_INTERVAL);
+    let mut watching = viewers.watching();
+    loop {
+        tick.tick().await;
+        let w = viewers.watching();
+        if w != watching {
+            watching = w;
+            hub.publish(Event::ViewersChanged { watching: w });
+        }
     }
 }
 

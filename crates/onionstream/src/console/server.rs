@@ -23,6 +23,7 @@ use super::protocol::{
     MAX_CONNECTIONS, MAX_REQUEST_BYTES, MAX_SHOW, PROTOCOL_VERSION, SOCKET_NAME,
 };
 use crate::config::Config;
+use crate::shutdown::Shutdown;
 use crate::source_task::SourceTask;
 
 /// A write to a console client that makes no progress for this long ends the connection.
@@ -60,8 +61,9 @@ fn reply(r: impl Serialize) -> Result<Value, ErrorBody> {
     serde_json::to_value(r).map_err(|e| err(ErrorCode::Unavailable, e.to_string()))
 }
 
-/// Binds the socket (replacing a stale one) and serves until the runtime stops.
-pub async fn serve(console: Console) -> std::io::Result<PathBuf> {
+/// Binds the socket (replacing a stale one) and serves until `shutdown` begins (connections,
+/// event streams included, end then).
+pub async fn serve(console: Console, shutdown: &Shutdown) -> std::io::Result<PathBuf> {
     let path = console.data_dir.join(SOCKET_NAME);
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(&path).is_ok() {
@@ -81,7 +83,8 @@ pub async fn serve(console: Console) -> std::io::Result<PathBuf> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::spawn(async move {
+    let tasks = shutdown.clone();
+    shutdown.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -92,7 +95,7 @@ pub async fn serve(console: Console) -> std::io::Result<PathBuf> {
                 continue;
             };
             let console = console.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 connection(console, stream).await;
                 drop(permit);
             });

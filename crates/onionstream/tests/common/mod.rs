@@ -136,12 +136,21 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits for it to exit.
     pub async fn stop(mut self) {
+        let _ = self.terminate().await;
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for the exit: its status, `None` if it did not
+    /// exit in time.
+    pub async fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     pub fn log(&self) -> String {

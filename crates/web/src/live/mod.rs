@@ -14,9 +14,9 @@ mod frame;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
@@ -89,7 +89,8 @@ struct HubInner {
     max_sockets: usize,
     per_visitor: Mutex<HashMap<String, usize>>,
     shutdown: watch::Sender<bool>,
-    connected: AtomicUsize,
+    /// Sockets open now (a watch, so `close_all` can wait for zero without polling).
+    connected: watch::Sender<usize>,
     opened: AtomicU64,
     refused: AtomicU64,
     /// `message` frames of recent posts, by (id, hidden, author banned).
@@ -110,7 +111,7 @@ impl LiveHub {
                 max_sockets,
                 per_visitor: Mutex::new(HashMap::new()),
                 shutdown: watch::channel(false).0,
-                connected: AtomicUsize::new(0),
+                connected: watch::channel(0).0,
                 opened: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 rendered: Mutex::new(VecDeque::with_capacity(RENDERED_MESSAGES_KEPT)),
@@ -121,7 +122,7 @@ impl LiveHub {
 
     /// Sockets open now.
     pub fn connected(&self) -> usize {
-        self.inner.connected.load(Ordering::Relaxed)
+        *self.inner.connected.borrow()
     }
 
     /// Sockets opened since start.
@@ -167,11 +168,9 @@ impl LiveHub {
     /// Closes every socket with "the server is shutting down" and waits (at most `grace`)
     /// until they are gone.
     pub async fn close_all(&self, grace: Duration) {
+        let mut connected = self.inner.connected.subscribe();
         let _ = self.inner.shutdown.send(true);
-        let start = Instant::now();
-        while self.connected() > 0 && start.elapsed() < grace {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let _ = tokio::time::timeout(grace, connected.wait_for(|n| *n == 0)).await;
     }
 
     fn admit(&self, visitor_id: &str) -> Result<Admission, ErrorPage> {
@@ -242,7 +241,7 @@ struct Connected(LiveHub);
 
 impl Connected {
     fn new(hub: &LiveHub) -> Self {
-        hub.inner.connected.fetch_add(1, Ordering::Relaxed);
+        hub.inner.connected.send_modify(|n| *n += 1);
         hub.inner.opened.fetch_add(1, Ordering::Relaxed);
         Connected(hub.clone())
     }
@@ -250,7 +249,7 @@ impl Connected {
 
 impl Drop for Connected {
     fn drop(&mut self) {
-        self.0.inner.connected.fetch_sub(1, Ordering::Relaxed);
+        self.0.inner.connected.send_modify(|n| *n -= 1);
     }
 }
 

@@ -1,0 +1,292 @@
+//! The running server: every part one `onionstream` starts, and stopping them in order.
+//!
+//! Owns: starting the parts (listeners, store, room, source, title watch, console, metrics,
+//! onion service, background tasks) under one [`Shutdown`], the lines scripts wait for, and
+//! the order of the stop (stop taking connections, tell live sockets why, stop the source and
+//! tor, wait for every task, remove the console socket). Must never: hold logic of a part
+//! (media, room, web, onion), or leave a task or the socket file behind after a stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::console;
+use crate::shutdown::Shutdown;
+use crate::source_task::SourceTask;
+use crate::title_file::{self, TitleWatch};
+
+/// How often the room forgets idle visitors and expired captchas.
+const ROOM_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// After the listener closed: how long the background tasks get to end.
+const TASKS_GRACE: Duration = Duration::from_secs(5);
+
+/// What the hidden test-only flags asked for.
+pub struct TestKnobs {
+    pub torrc_lines: Vec<String>,
+    pub captcha_answers: Option<PathBuf>,
+}
+
+/// A started server.
+pub struct App {
+    config: Config,
+    shutdown: Shutdown,
+    listener: TcpListener,
+    state: web::AppState,
+    source: SourceTask,
+    onion: Option<onion::service::OnionService>,
+    control: Option<PathBuf>,
+    _title_watch: Option<TitleWatch>,
+}
+
+impl App {
+    /// Starts every part and prints the lines scripts wait for (`onionstream: serving
+    /// http://ADDR/` first). `Err`: why the server cannot start (for the user).
+    pub async fn start(config: Config, test: TestKnobs) -> Result<App, String> {
+        let spec: media::source::SourceSpec = config.source.parse()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let local = listener.local_addr().unwrap_or(config.listen);
+        let metrics_listener = match config.metrics_listen() {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?,
+            ),
+            None => None,
+        };
+        let shutdown = Shutdown::new();
+
+        let data_dir = config.data_dir();
+        let title = room::Title::default();
+        let data_dir_usable = match make_data_dir(&data_dir) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    "data directory {} is not usable ({e}); serving without it (title stays default, chat is not kept)",
+                    data_dir.display()
+                );
+                false
+            }
+        };
+        let title_watch = data_dir_usable
+            .then(|| title_file::watch(&data_dir, title.clone()))
+            .flatten();
+        let mut room_config = config.room_config(data_dir_usable.then(|| data_dir.clone()));
+        room_config.test_captcha_answers = test.captcha_answers;
+        let generated_password = room_config.broadcaster_password.plain().map(str::to_owned);
+        let room =
+            room::Room::open(room_config).map_err(|e| format!("cannot open the chat room: {e}"))?;
+        crate::memory::spawn_trimmer(&shutdown);
+        shutdown.spawn({
+            let room = room.clone();
+            async move {
+                let mut tick = tokio::time::interval(ROOM_SWEEP_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    room.sweep();
+                }
+            }
+        });
+
+        let store = media::SegmentStore::new(config.store_config());
+        let counters = Arc::new(web::DeliveryCounters::default());
+        let viewers = room::Viewers::new(config.stream_limits());
+        let live = web::LiveHub::new(config.limits.max_live_sockets);
+        let state = web::AppState {
+            config: Arc::new(config.web_config()),
+            store: store.clone(),
+            viewers: viewers.clone(),
+            title: title.clone(),
+            room: room.clone(),
+            counters: counters.clone(),
+            live: live.clone(),
+        };
+        tracing::info!("source: {spec}");
+        let source = SourceTask::start(spec, store.clone(), config.source_options());
+        let events = console::events::EventHub::start(
+            room.clone(),
+            title.clone(),
+            store.clone(),
+            viewers.clone(),
+            &shutdown,
+        );
+        let control = if data_dir_usable {
+            let console = console::server::Console {
+                room: room.clone(),
+                title,
+                store: store.clone(),
+                viewers: viewers.clone(),
+                source: source.clone(),
+                config: Arc::new(config.clone()),
+                data_dir: data_dir.clone(),
+                events,
+                listen: local,
+            };
+            match console::server::serve(console, &shutdown).await {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    tracing::error!("no control socket (onionstream ctl will not work): {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        // The one line scripts and tests wait for.
+        println!("onionstream: serving http://{local}/");
+        if let Some(p) = generated_password {
+            println!(
+                "onionstream: broadcaster login at http://{local}/broadcaster: user broadcaster, password {p}"
+            );
+        }
+        let onion = config.onion.enabled.then(|| {
+            let target = if local.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], local.port()))
+            } else {
+                local
+            };
+            let service = onion::service::OnionService::start(
+                &data_dir,
+                target,
+                config.onion.settings(test.torrc_lines),
+            );
+            shutdown.spawn(announce_onion(service.status()));
+            service
+        });
+        if let Some(listener) = metrics_listener {
+            let tor = onion.as_ref().map(|service| {
+                let status = service.status();
+                let f: Arc<dyn Fn() -> web::metrics::TorStatus + Send + Sync> =
+                    Arc::new(move || tor_status(&status.borrow()));
+                f
+            });
+            let sources = web::metrics::MetricsSources {
+                store,
+                viewers,
+                room,
+                counters,
+                tor,
+                live: Some(live),
+                title_file_reads: title_watch.as_ref().map(TitleWatch::reads),
+            };
+            let addr = listener.local_addr().ok();
+            let begun = shutdown.begun();
+            shutdown.spawn(async move {
+                if let Err(e) = web::metrics::serve(listener, sources, begun).await {
+                    tracing::error!("metrics: {e}");
+                }
+            });
+            if let Some(a) = addr {
+                println!("onionstream: metrics at http://{a}/metrics");
+            }
+        }
+        Ok(App {
+            config,
+            shutdown,
+            listener,
+            state,
+            source,
+            onion,
+            control,
+            _title_watch: title_watch,
+        })
+    }
+
+    /// Serves until `stop` resolves (a signal), then stops every part in order.
+    pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) {
+        let App {
+            config,
+            shutdown,
+            listener,
+            state,
+            source,
+            onion,
+            control,
+            _title_watch,
+        } = self;
+        let limits = config.server_limits();
+        let grace = limits.shutdown_grace;
+        let live = state.live.clone();
+        let counters = state.counters.clone();
+        let begun = shutdown.begun();
+        let stopping = shutdown.clone();
+        web::serve(listener, web::router(state), limits, counters, async move {
+            tokio::select! {
+                () = stop => {}
+                () = begun => {}
+            }
+            stopping.begin();
+            // Live sockets are told why they close (pages show it) before the listener
+            // goes.
+            live.close_all(grace).await;
+        })
+        .await;
+        shutdown.begin();
+        source.stop();
+        if let Some(service) = onion {
+            service.stop().await;
+        }
+        let left = shutdown.finish(TASKS_GRACE).await;
+        if left > 0 {
+            tracing::warn!("{left} background tasks did not end within {TASKS_GRACE:?}");
+        }
+        if let Some(path) = control {
+            console::server::remove(&path);
+        }
+        tracing::info!("stopped");
+    }
+}
+
+fn tor_status(s: &onion::service::OnionStatus) -> web::metrics::TorStatus {
+    use onion::service::OnionStatus as O;
+    use web::metrics::TorStatus as T;
+    match s {
+        O::Starting | O::Bootstrapping(..) => T::Starting,
+        O::Publishing { .. } => T::Publishing,
+        O::Published { .. } => T::Published,
+        O::Restarting { .. } => T::Restarting,
+        O::TorMissing => T::Missing,
+    }
+}
+
+/// Prints the onion address once tor has uploaded the descriptor (the line scripts wait for).
+async fn announce_onion(mut status: tokio::sync::watch::Receiver<onion::service::OnionStatus>) {
+    use onion::service::OnionStatus;
+    let mut announced = false;
+    loop {
+        let now = status.borrow_and_update().clone();
+        match now {
+            OnionStatus::Published { address } if !announced => {
+                announced = true;
+                println!("onionstream: onion service published at http://{address}/");
+            }
+            OnionStatus::Publishing { address } if !announced => {
+                tracing::info!("onion service: connected; publishing http://{address}/ ...");
+            }
+            _ => {}
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Makes the data directory, readable by this user only (it holds keys and the chat).
+fn make_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
