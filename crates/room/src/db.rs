@@ -230,6 +230,48 @@ impl Db {
         rows.collect::<Result<Vec<_>, _>>().map_err(write_error)
     }
 
+    /// The user with public id `id`, if stored.
+    pub fn user(&self, id: &str) -> Result<Option<UserRecord>, DbError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
+        self.conn
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.query_row([id], user_from_row).optional())
+            .map_err(write_error)
+    }
+
+    /// Users whose id starts with `prefix` (lowercase letters and digits only), at most
+    /// `limit`, in id order.
+    pub fn users_with_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, DbError> {
+        if !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Ok(Vec::new());
+        }
+        // Ids are lowercase alphanumerics: `prefix..prefix~` spans exactly those that start
+        // with it, and uses the primary key's index.
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(write_error)?;
+        let rows = stmt
+            .query_map(params![prefix, format!("{prefix}~"), limit], user_from_row)
+            .map_err(write_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(write_error)
+    }
+
+    /// The public ids of banned users.
+    pub fn banned_ids(&self) -> Result<Vec<String>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM users WHERE banned ORDER BY id")
+            .map_err(write_error)?;
+        let rows = stmt.query_map([], |row| row.get(0)).map_err(write_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(write_error)
+    }
+
     /// Insert or replace one user.
     pub fn save_user(&self, user: &UserRecord) -> Result<(), DbError> {
         save_user_on(&self.conn, user).map_err(write_error)

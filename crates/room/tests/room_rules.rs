@@ -624,3 +624,74 @@ fn a_damaged_secret_key_stops_the_room_instead_of_changing_every_identity() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_room_that_lives_for_months_holds_only_its_recent_users_and_reads_the_others_back() {
+    const USERS: usize = 5_000;
+    let dir = temp_dir("many");
+    let durable = || RoomConfig {
+        data_dir: Some(dir.clone()),
+        ..config()
+    };
+    let room = Room::open(durable()).unwrap();
+    let tokens: Vec<Token> = (0..USERS).map(|_| Token::generate()).collect();
+    for (i, t) in tokens.iter().enumerate() {
+        room.set_appearance(
+            t,
+            AppearanceChange {
+                nonce: room.form_nonce(t),
+                name: Some(format!("User {i}")),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    // One of them posts, then is banned.
+    let banned = &tokens[7];
+    let banned_id = room.public_id(banned);
+    let posted = say(&room, banned, "before the ban").unwrap();
+    room.apply_moderation(Moderation::Ban(banned_id.clone()))
+        .unwrap();
+    assert!(room.users_in_memory() >= USERS);
+
+    // Nobody comes back for longer than the forget window: memory holds none of them, though
+    // every one of them did something worth keeping.
+    let later = std::time::Instant::now() + room::chat::FORGET_IDLE_AFTER + Duration::from_secs(1);
+    room.sweep_at(later);
+    assert!(
+        room.users_in_memory() < 10,
+        "{} users still in memory",
+        room.users_in_memory()
+    );
+    // Yet every one is known: the console lists them all and finds one by id.
+    let listed = room.all_users();
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|(u, _)| u.name.starts_with("User "))
+            .count(),
+        USERS
+    );
+    let id = room.public_id(&tokens[1234]);
+    assert_eq!(room.find_user(&id).unwrap().name, "User 1234");
+    assert_eq!(room.find_user(&id[..12]).unwrap().id, id);
+    // The banned author's message still says so; the broadcaster's list still shows them.
+    let bt = room.broadcaster_token().clone();
+    let shown = room.messages(&bt);
+    let m = shown.iter().find(|m| m.id == posted).expect("the message");
+    assert!(m.author_banned);
+    room.sweep_at(later);
+    let view = room.users(&bt, &HashSet::new());
+    assert!(view.banned.iter().any(|u| u.id == banned_id), "{view:?}");
+    // Returning users are read back as they were.
+    assert_eq!(room.me(&tokens[42]).name, "User 42");
+    assert!(room.me(banned).banned);
+
+    // After a restart nobody is read at start, and a returning user is still themselves.
+    drop(room);
+    let room = Room::open(durable()).unwrap();
+    assert_eq!(room.users_in_memory(), 0);
+    assert_eq!(room.me(&tokens[99]).name, "User 99");
+    assert!(room.me(banned).banned);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -46,9 +46,11 @@ const SETTING_FILTERS: &str = "filters";
 
 /// Single-use form nonces one user may hold at once (one per open form).
 pub const MAX_NONCES_PER_USER: usize = 16;
-/// Visitors who did nothing are forgotten after this long without a request.
-const FORGET_IDLE_AFTER: Duration = Duration::from_secs(600);
-/// Most users held in memory; beyond it idle visitors who did nothing are forgotten.
+/// Users are dropped from memory after this long without a request: visitors who did
+/// nothing are forgotten, the others stay on disk and are read back when they return.
+pub const FORGET_IDLE_AFTER: Duration = Duration::from_secs(600);
+/// Most users held in memory; beyond it idle ones are dropped first (a room that lives for
+/// months holds only its recent users, whatever the number ever seen).
 pub const MAX_USERS_IN_MEMORY: usize = 100_000;
 /// Tripcodes one user may make per [`TRIPCODE_WINDOW`] (each costs real CPU and memory).
 pub const TRIPCODES_PER_WINDOW: usize = 5;
@@ -313,7 +315,11 @@ impl User {
 
 struct State {
     db: Option<Db>,
+    /// Users seen lately (and those a moderator asked about): a bounded cache of the users
+    /// on disk, plus visitors who did nothing worth keeping.
     users: HashMap<String, User>,
+    /// Public ids of every banned user (messages show their author banned, evicted or not).
+    banned: HashSet<String>,
     messages: VecDeque<MessageRecord>,
     next_id: u64,
     private_allowed: HashSet<String>,
@@ -463,17 +469,14 @@ impl Room {
             None => (None, random_key()),
         };
         let now = Instant::now();
-        let mut users = HashMap::new();
+        let _ = now;
+        let users = HashMap::new();
+        let mut banned = HashSet::new();
         let mut messages = VecDeque::new();
         let mut next_id = 1;
         if let Some(db) = &db {
-            for record in db.users()? {
-                let mut u = User::new(record.id.clone(), now, record.last_seen_ms);
-                u.access_passed = true;
-                u.record = record;
-                u.persisted = true;
-                users.insert(u.record.id.clone(), u);
-            }
+            // Users are read when they come back (or a moderator asks), not all at start.
+            banned = db.banned_ids()?.into_iter().collect();
             messages = db.recent_messages(config.storage_messages)?.into();
             next_id = db.max_message_id()? + 1;
         }
@@ -527,6 +530,7 @@ impl Room {
                 state: Mutex::new(State {
                     db,
                     users,
+                    banned,
                     messages,
                     next_id,
                     private_allowed,
@@ -623,30 +627,16 @@ impl Room {
         Ok(n)
     }
 
-    /// The user behind `token`, made if new; marks them seen.
+    /// The user behind `token`, made if new (or read back from disk); marks them seen.
     fn user<'a>(&self, st: &'a mut State, token: &Token, now: Instant) -> &'a mut User {
         let id = self.public_id(token);
-        if !st.users.contains_key(&id) && st.users.len() >= MAX_USERS_IN_MEMORY {
-            // Full: forget idle visitors (at most one scan per second), and if a flood of new
-            // tokens keeps it full, one visitor who did nothing worth keeping.
-            if st
-                .last_full_sweep
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-            {
-                st.last_full_sweep = Some(now);
-                st.users.retain(|_, u| {
-                    u.persisted || now.duration_since(u.last_seen) < FORGET_IDLE_AFTER
-                });
-            }
+        if !st.users.contains_key(&id) {
             if st.users.len() >= MAX_USERS_IN_MEMORY {
-                let victim = st
-                    .users
-                    .iter()
-                    .find(|(_, u)| !u.persisted)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = victim {
-                    st.users.remove(&k);
-                }
+                Self::make_room(st, now);
+            }
+            let stored = Self::load(st, &id, now);
+            if let Some(u) = stored {
+                st.users.insert(id.clone(), u);
             }
         }
         let role = self.role(token);
@@ -664,6 +654,64 @@ impl Room {
             u.access_passed = true;
         }
         u
+    }
+
+    /// The cache is full: drops idle users (at most one scan per second; those worth
+    /// keeping are on disk), and if a flood of new tokens keeps it full, one more user.
+    fn make_room(st: &mut State, now: Instant) {
+        if st
+            .last_full_sweep
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            st.last_full_sweep = Some(now);
+            st.users
+                .retain(|_, u| now.duration_since(u.last_seen) < FORGET_IDLE_AFTER);
+        }
+        if st.users.len() >= MAX_USERS_IN_MEMORY {
+            // A visitor who did nothing if one comes first, else anyone (kept on disk).
+            let victim = st
+                .users
+                .iter()
+                .find(|(_, u)| !u.persisted)
+                .or_else(|| st.users.iter().next())
+                .map(|(k, _)| k.clone());
+            if let Some(k) = victim {
+                st.users.remove(&k);
+            }
+        }
+    }
+
+    /// User `id` as stored on disk, if it is (last seen as the record says: not "here").
+    fn load(st: &State, id: &str, now: Instant) -> Option<User> {
+        let record = match st.db.as_ref()?.user(id) {
+            Ok(r) => r?,
+            Err(e) => {
+                tracing::warn!("cannot read a user from the database: {e}");
+                return None;
+            }
+        };
+        let ago = Duration::from_millis(u64::try_from(now_ms() - record.last_seen_ms).unwrap_or(0));
+        let mut u = User::new(record.id.clone(), now, record.last_seen_ms);
+        u.last_seen = now.checked_sub(ago).unwrap_or(now);
+        u.access_passed = true;
+        u.record = record;
+        u.persisted = true;
+        Some(u)
+    }
+
+    /// User `id`, in memory or read back from disk (for moderation and the console, which
+    /// name users who may not have been seen lately).
+    fn known<'a>(st: &'a mut State, id: &str, now: Instant) -> Option<&'a mut User> {
+        if !st.users.contains_key(id) {
+            let stored = Self::load(st, id, now)?;
+            st.users.insert(id.to_owned(), stored);
+        }
+        st.users.get_mut(id)
+    }
+
+    /// Users held in memory now (bounded by [`MAX_USERS_IN_MEMORY`]; the rest are on disk).
+    pub fn users_in_memory(&self) -> usize {
+        self.lock().users.len()
     }
 
     fn view_of(&self, u: &User) -> UserView {
@@ -708,12 +756,17 @@ impl Room {
         }
     }
 
-    /// Forgets visitors who did nothing and left. Call now and then.
+    /// Drops users idle for [`FORGET_IDLE_AFTER`] from memory (visitors who did nothing are
+    /// forgotten; the others are on disk) and expired captchas. Call now and then.
     pub fn sweep(&self) {
-        let now = Instant::now();
+        self.sweep_at(Instant::now());
+    }
+
+    /// [`Room::sweep`] as if it were `now` (tests use a later time).
+    pub fn sweep_at(&self, now: Instant) {
         let mut st = self.lock();
         st.users
-            .retain(|_, u| u.persisted || now.duration_since(u.last_seen) < FORGET_IDLE_AFTER);
+            .retain(|_, u| now.saturating_duration_since(u.last_seen) < FORGET_IDLE_AFTER);
         drop(st);
         self.inner.captchas.sweep(now);
     }

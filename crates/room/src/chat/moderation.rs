@@ -56,7 +56,7 @@ impl Room {
                 if *user == self.inner.broadcaster_id {
                     return Err(Notice::NotAllowed);
                 }
-                let Some(u) = st.users.get_mut(user) else {
+                let Some(u) = Self::known(&mut st, user, Instant::now()) else {
                     return Err(Notice::NotFound);
                 };
                 let ban = !matches!(action, Moderation::Unban(_));
@@ -67,6 +67,11 @@ impl Room {
                         u.record.banned = was;
                     }
                     return Err(storage(e));
+                }
+                if ban {
+                    st.banned.insert(user.clone());
+                } else {
+                    st.banned.remove(user);
                 }
                 let mut purged = Vec::new();
                 if matches!(action, Moderation::BanAndPurge(_)) {
@@ -161,7 +166,7 @@ impl Room {
     /// Makes a user solve a captcha before their next message.
     pub fn require_captcha(&self, user_id: &str) -> Result<(), Notice> {
         let mut st = self.lock();
-        let u = st.users.get_mut(user_id).ok_or(Notice::NotFound)?;
+        let u = Self::known(&mut st, user_id, Instant::now()).ok_or(Notice::NotFound)?;
         u.captcha_due = true;
         u.record.captcha_solved = false;
         Self::save(&mut st, user_id).map_err(|e| Notice::StorageFailed(short_reason(&e)))

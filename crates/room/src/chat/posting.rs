@@ -219,7 +219,7 @@ impl Room {
             .filter(|m| broadcaster || !m.hidden)
             .take(shown)
             .map(|m| {
-                let banned = st.users.get(&m.author).is_some_and(|u| u.record.banned);
+                let banned = st.banned.contains(&m.author);
                 self.message_view(m, banned)
             })
             .collect();
@@ -271,7 +271,7 @@ impl Room {
             .iter()
             .skip(skip)
             .map(|m| {
-                let banned = st.users.get(&m.author).is_some_and(|u| u.record.banned);
+                let banned = st.banned.contains(&m.author);
                 self.message_view(m, banned)
             })
             .collect()

@@ -15,13 +15,20 @@ impl Room {
         self.user(&mut st, token, now);
         let window = self.inner.config.presence_window;
         let mut view = UsersView::default();
+        if broadcaster {
+            // Every banned user, seen lately or not (read back from disk when not in memory).
+            let banned: Vec<String> = st.banned.iter().cloned().collect();
+            for id in banned {
+                if let Some(u) = Self::known(&mut st, &id, now) {
+                    let v = self.view_of(u);
+                    view.banned.push(v);
+                }
+            }
+        }
         for u in st.users.values() {
             let w = watching.contains(&u.record.id);
             let recent = now.duration_since(u.last_seen) < window;
             if u.record.banned {
-                if broadcaster {
-                    view.banned.push(self.view_of(u));
-                }
                 continue;
             }
             if w {
@@ -41,7 +48,9 @@ impl Room {
         }
         view
     }
-    /// Users known now, with how long ago each was last seen (most recent first).
+    /// Every user known (in memory, and on disk), with how long ago each was last seen
+    /// (most recent first; for a user not seen since the server started, the last time they
+    /// did something kept on disk).
     pub fn all_users(&self) -> Vec<(UserView, Duration)> {
         let now = Instant::now();
         let st = self.lock();
@@ -50,6 +59,20 @@ impl Room {
             .values()
             .map(|u| (self.view_of(u), now.duration_since(u.last_seen)))
             .collect();
+        if let Some(db) = &st.db {
+            match db.users() {
+                Ok(stored) => {
+                    let now_ms = now_ms();
+                    for record in stored.into_iter().filter(|r| !st.users.contains_key(&r.id)) {
+                        let ago = u64::try_from(now_ms - record.last_seen_ms).unwrap_or(0);
+                        let mut u = User::new(record.id.clone(), now, record.last_seen_ms);
+                        u.record = record;
+                        out.push((self.view_of(&u), Duration::from_millis(ago)));
+                    }
+                }
+                Err(e) => tracing::warn!("cannot list the users on disk: {e}"),
+            }
+        }
         out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
         out
     }
@@ -62,21 +85,34 @@ impl Room {
                 "{query:?} is too short: give a user's id or at least its 3-character tag"
             ));
         }
-        let st = self.lock();
-        if let Some(u) = st.users.get(&q) {
+        let mut st = self.lock();
+        if let Some(u) = Self::known(&mut st, &q, Instant::now()) {
             return Ok(self.view_of(u));
         }
-        let matches: Vec<&User> = st
+        // In memory, and on disk (two are enough to tell "not unique").
+        let mut matches: Vec<UserView> = st
             .users
             .values()
             .filter(|u| u.record.id.starts_with(&q))
+            .map(|u| self.view_of(u))
             .collect();
+        if let Some(db) = &st.db {
+            let stored = db
+                .users_with_prefix(&q, 2 + matches.len())
+                .map_err(|e| format!("cannot read the users: {e}"))?;
+            for record in stored {
+                if !matches.iter().any(|m| m.id == record.id) {
+                    let mut u = User::new(record.id.clone(), Instant::now(), record.last_seen_ms);
+                    u.record = record;
+                    matches.push(self.view_of(&u));
+                }
+            }
+        }
         match matches.as_slice() {
-            [u] => Ok(self.view_of(u)),
+            [u] => Ok(u.clone()),
             [] => Err(format!("no user {query:?}")),
-            many => Err(format!(
-                "{query:?} matches {} users; give more of the id (`user list` shows them)",
-                many.len()
+            _ => Err(format!(
+                "{query:?} matches several users; give more of the id (`user list` shows them)"
             )),
         }
     }
