@@ -50,6 +50,11 @@ pub enum Notice {
     TripcodeBusy,
     NotAllowed,
     NotFound,
+    /// No user has that id (or id prefix): the query as given.
+    NoSuchUser(String),
+    /// A value the room cannot take (a malformed tripcode, a filter that does not compile,
+    /// an ambiguous id): what is wrong with it.
+    Invalid(String),
     StorageFailed(String),
 }
 
@@ -123,6 +128,8 @@ impl fmt::Display for Notice {
             ),
             Notice::NotAllowed => write!(f, "Only the broadcaster may do that."),
             Notice::NotFound => write!(f, "That message or user does not exist."),
+            Notice::NoSuchUser(query) => write!(f, "no user {query:?}"),
+            Notice::Invalid(why) => write!(f, "{why}"),
             Notice::StorageFailed(why) => write!(
                 f,
                 "The server could not save your message ({why}). It was not sent; try again later."

@@ -50,7 +50,7 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
 
 fn notice_error(n: Notice) -> ErrorBody {
     match n {
-        Notice::NotFound => err(ErrorCode::NotFound, n.to_string()),
+        Notice::NotFound | Notice::NoSuchUser(_) => err(ErrorCode::NotFound, n.to_string()),
         Notice::StorageFailed(_) => err(ErrorCode::Storage, n.to_string()),
         other => err(ErrorCode::Refused, other.to_string()),
     }
@@ -263,9 +263,7 @@ async fn stream_events(
 }
 
 fn find_user(c: &Console, query: &str) -> Result<room::UserView, ErrorBody> {
-    c.room
-        .find_user(query)
-        .map_err(|m| err(ErrorCode::NotFound, m))
+    c.room.find_user(query).map_err(notice_error)
 }
 
 /// The user with public id `id`, with the time since they were last seen.
@@ -288,7 +286,7 @@ fn private_reply(c: &Console) -> Result<Value, ErrorBody> {
 fn private_allow(c: &Console, tripcode: &str, allow: bool) -> Result<Value, ErrorBody> {
     c.room
         .private_allow(tripcode, allow)
-        .map_err(|m| err(ErrorCode::Refused, m))?;
+        .map_err(notice_error)?;
     private_reply(c)
 }
 
@@ -425,9 +423,7 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
             if !target.contains(&entry) {
                 target.push(entry);
             }
-            c.room
-                .set_filters(f)
-                .map_err(|m| err(ErrorCode::Refused, m))?;
+            c.room.set_filters(f).map_err(notice_error)?;
             reply(c.room.filters())
         }
         Request::FilterRemove { list, entry } => {
@@ -441,9 +437,7 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
                     format!("{entry:?} is not in the {} list", list.as_str()),
                 ));
             }
-            c.room
-                .set_filters(f)
-                .map_err(|m| err(ErrorCode::Refused, m))?;
+            c.room.set_filters(f).map_err(notice_error)?;
             reply(c.room.filters())
         }
         Request::EmoteReload {} => {

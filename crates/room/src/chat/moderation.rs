@@ -121,13 +121,13 @@ impl Room {
         (st.private_mode, list)
     }
     /// Adds or removes a tripcode on the private list, kept across restarts.
-    pub fn private_allow(&self, tripcode: &str, allow: bool) -> Result<(), String> {
+    pub fn private_allow(&self, tripcode: &str, allow: bool) -> Result<(), Notice> {
         let code = tripcode.trim().trim_start_matches('!');
         if code.chars().count() != crate::tripcode::TRIPCODE_LEN {
-            return Err(format!(
+            return Err(Notice::Invalid(format!(
                 "{tripcode:?} is not a tripcode ({} characters, as the chat shows after the '!')",
                 crate::tripcode::TRIPCODE_LEN
-            ));
+            )));
         }
         let mut st = self.lock();
         let mut next = st.private_allowed.clone();
@@ -141,7 +141,7 @@ impl Room {
             list.sort();
             let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
             db.set_setting(SETTING_PRIVATE_TRIPCODES, &json)
-                .map_err(|e| short_reason(&e))?;
+                .map_err(|e| Notice::StorageFailed(short_reason(&e)))?;
         }
         st.private_allowed = next;
         Ok(())
@@ -151,13 +151,14 @@ impl Room {
         self.lock().filter_config.clone()
     }
     /// Replaces the word filters (checked first; kept across restarts).
-    pub fn set_filters(&self, config: FilterConfig) -> Result<(), String> {
-        let compiled = WordFilters::new(&config).map_err(|e| e.to_string())?;
+    pub fn set_filters(&self, config: FilterConfig) -> Result<(), Notice> {
+        let compiled = WordFilters::new(&config).map_err(|e| Notice::Invalid(e.to_string()))?;
         let mut st = self.lock();
         if let Some(db) = &st.db {
-            let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+            let json =
+                serde_json::to_string(&config).map_err(|e| Notice::StorageFailed(e.to_string()))?;
             db.set_setting(SETTING_FILTERS, &json)
-                .map_err(|e| short_reason(&e))?;
+                .map_err(|e| Notice::StorageFailed(short_reason(&e)))?;
         }
         st.filter_config = config;
         st.filters = Arc::new(compiled);

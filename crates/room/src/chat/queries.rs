@@ -78,12 +78,12 @@ impl Room {
     }
     /// Finds a user by public id, or by a unique prefix of it (the tag shown beside default
     /// names works, with or without its `#`).
-    pub fn find_user(&self, query: &str) -> Result<UserView, String> {
+    pub fn find_user(&self, query: &str) -> Result<UserView, Notice> {
         let q = query.trim().trim_start_matches('#').to_ascii_lowercase();
         if q.len() < 3 {
-            return Err(format!(
+            return Err(Notice::Invalid(format!(
                 "{query:?} is too short: give a user's id or at least its 3-character tag"
-            ));
+            )));
         }
         let mut st = self.lock();
         if let Some(u) = Self::known(&mut st, &q, Instant::now()) {
@@ -99,7 +99,7 @@ impl Room {
         if let Some(db) = &st.db {
             let stored = db
                 .users_with_prefix(&q, 2 + matches.len())
-                .map_err(|e| format!("cannot read the users: {e}"))?;
+                .map_err(|e| Notice::StorageFailed(short_reason(&e)))?;
             for record in stored {
                 if !matches.iter().any(|m| m.id == record.id) {
                     let mut u = User::new(record.id.clone(), Instant::now(), record.last_seen_ms);
@@ -110,10 +110,10 @@ impl Room {
         }
         match matches.as_slice() {
             [u] => Ok(u.clone()),
-            [] => Err(format!("no user {query:?}")),
-            _ => Err(format!(
+            [] => Err(Notice::NoSuchUser(query.to_owned())),
+            _ => Err(Notice::Invalid(format!(
                 "{query:?} matches several users; give more of the id (`user list` shows them)"
-            )),
+            ))),
         }
     }
 }
