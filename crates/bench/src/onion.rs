@@ -18,7 +18,7 @@ use crate::server::server_binary;
 /// The private network, then the server on it, then one viewer through a circuit for `run`.
 pub async fn run(run: Duration) {
     // `::onion` is the onion crate (this module shares its name).
-    use ::onion::testnet::{socks5_connect, TestNetwork};
+    use testkit::testnet::{socks5_connect, TestNetwork};
     let root = std::env::temp_dir().join(format!("onionstream-bench-tor-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("temp dir");

@@ -7,10 +7,10 @@
 //! - [`service`]: starting, watching and restarting tor; reporting the address once the
 //!   descriptor is uploaded.
 //! - [`client_auth`]: restricted discovery (client authorization) keys.
-//! - [`testnet`]: a throwaway private Tor network on 127.0.0.1, for tests and benchmarks.
+//!
+//! The private Tor network the tests use is in the dev-only `testkit` crate, not here.
 
 pub mod client_auth;
 pub mod control;
 pub mod service;
-pub mod testnet;
 pub mod torrc;

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use onion::testnet::{socks5_connect, TestNetwork};
+use testkit::testnet::{socks5_connect, TestNetwork};
 
 const T: &str = "onionviewer-onionviewer";
 /// From start to the descriptor upload, measured here at well under a minute.

@@ -17,7 +17,7 @@
 //!   (`kill_on_drop`), when a start fails, and — should this process die without
 //!   unwinding — by tor itself through `__OwningControllerProcess`.
 
-use crate::torrc::quoted;
+use onion::torrc::quoted;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};

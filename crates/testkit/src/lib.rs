@@ -1,0 +1,7 @@
+//! What the tests and benchmarks of onionstream need and the program never does: a private
+//! Tor network on 127.0.0.1 ([`testnet`]) with a SOCKS5 client.
+//!
+//! Owns: test infrastructure only. Must never: be a dependency of a shipping crate (only
+//! dev-dependencies and the `bench` crate use it), or reach beyond loopback.
+
+pub mod testnet;
