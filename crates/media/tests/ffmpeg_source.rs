@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use testkit::temp::TempDir;
 
 use media::source::ffmpeg::{Command, Preset, Supervisor, STALL_TIMEOUT};
 use media::source::{self, SourceOptions, SourceSpec};
@@ -48,37 +49,19 @@ impl Drop for Running {
     }
 }
 
-/// A scratch directory, removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "onionstream-ffmpeg-source-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
+/// Stand-ins for ffmpeg in a test's scratch directory.
+trait Scripts {
     /// An executable `sh` script standing in for ffmpeg (it ignores ffmpeg's arguments).
+    fn script(&self, name: &str, body: &str) -> PathBuf;
+}
+
+impl Scripts for TempDir {
     fn script(&self, name: &str, body: &str) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .expect("chmod script");
         path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -7,15 +7,15 @@
 #![cfg(unix)]
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use media::fmp4::{StreamPart, StreamSplitter};
 use media::source::folder;
 use media::{SegmentStore, StoreConfig};
+use testkit::temp::TempDir;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
@@ -36,39 +36,6 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// A scratch directory, removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "onionstream-folder-source-{}-{}-{name}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn subdir(&self, name: &str) -> PathBuf {
-        let dir = self.path(name);
-        std::fs::create_dir_all(&dir).expect("create subdir");
-        dir
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -2,36 +2,16 @@
 //! a tiny HTTP server, and the network's client fetches a page from it through SOCKS5.
 //! Everything runs on 127.0.0.1.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use testkit::temp::TempDir;
 use testkit::testnet::{socks5_connect, TestNetwork};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const BODY: &str = "hello from the onion";
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempRoot(PathBuf);
-
-impl TempRoot {
-    fn new() -> TempRoot {
-        let path = std::env::temp_dir().join(format!(
-            "onion-testnet-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        TempRoot(path)
-    }
-}
-
-impl Drop for TempRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Answers every connection with a fixed HTTP/1.0 page.
 async fn serve_hello(listener: TcpListener) {
@@ -84,9 +64,9 @@ fn tail(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_onion_site_is_reachable_through_the_private_network() {
-    let root = TempRoot::new();
+    let root = TempDir::new("testnet");
     let t0 = Instant::now();
-    let net = TestNetwork::start(&root.0, Duration::from_secs(90))
+    let net = TestNetwork::start(root.root(), Duration::from_secs(90))
         .await
         .unwrap_or_else(|e| panic!("private network: {e}"));
     let bootstrapped = t0.elapsed();
@@ -111,7 +91,7 @@ async fn an_onion_site_is_reachable_through_the_private_network() {
         .collect();
     assert_eq!(auths.len(), 3);
     assert!(auths.iter().all(|l| l.contains(" 127.0.0.1:")));
-    let host_dir = root.0.join("host");
+    let host_dir = root.path("host");
     let hs_dir = host_dir.join("hs");
     std::fs::create_dir_all(&host_dir).unwrap();
     let mut torrc = lines.join("\n");
@@ -181,7 +161,7 @@ async fn an_onion_site_is_reachable_through_the_private_network() {
                 "the onion site never answered ({attempts} attempts, last: {last_err})\n\
                  service log:\n{}\nclient log:\n{}",
                 tail(&host_dir.join("notice.log")),
-                tail(&root.0.join("client").join("notice.log")),
+                tail(&root.path("client").join("notice.log")),
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

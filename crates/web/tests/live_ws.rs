@@ -11,7 +11,6 @@ use futures_util::{SinkExt, StreamExt};
 use room::tripcode::BroadcasterPassword;
 use room::{Moderation, Post, Room, RoomConfig, Token};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -266,27 +265,13 @@ fn ids(v: &Value) -> Vec<u64> {
 
 /// One plain HTTP request; returns status, headers (lowercased names) and body.
 async fn raw_get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response within 5 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+    let r = testkit::http::get(addr, path).await;
+    let headers = r
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
-    (status, headers, body.to_string())
+    (r.status, headers, r.body)
 }
 
 #[tokio::test]

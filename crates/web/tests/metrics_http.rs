@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use web::metrics::{MetricsSources, TorStatus};
 
@@ -21,21 +20,13 @@ fn sources() -> MetricsSources {
     }
 }
 
-/// One request on its own connection; returns the status line, the headers and the body.
+/// One request on its own connection; returns the status line, the headers (as
+/// `Name: value` lines) and the body.
 async fn request(addr: SocketAddr, method: &str, path: &str) -> (String, Vec<String>, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("the response ends")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a full response");
-    let mut lines = head.lines().map(str::to_string);
-    let status = lines.next().unwrap();
-    (status, lines.collect(), body.to_string())
+    let r = testkit::http::exchange(addr, req.as_bytes()).await;
+    let headers = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    (r.status_line, headers, r.body)
 }
 
 fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {
