@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -680,39 +679,6 @@ async fn the_broadcaster_logs_in_with_the_printed_password_and_failures_are_limi
             "the password is in the log:\n{log}"
         );
     }
-}
-
-/// Runs the binary on `dir` until it exits (at most 20 s): (exit code, stdout, stderr).
-fn run_to_exit(dir: &Path) -> (Option<i32>, String, String) {
-    use std::process::{Command, Stdio};
-    let out_path = dir.with_extension("stdout");
-    let err_path = dir.with_extension("stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = std::fs::remove_file(out_path);
-    let _ = std::fs::remove_file(err_path);
-    (status.map(|s| s.code().unwrap_or(-1)), out, err)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

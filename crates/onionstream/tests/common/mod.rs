@@ -668,3 +668,39 @@ pub fn metric(text: &str, name: &str) -> f64 {
         })
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// A start that must fail.
+
+/// Runs the server on `data_dir` until it exits (at most 20 s, then it is killed):
+/// (exit code, stdout, stderr). For starts that must fail.
+pub fn run_to_exit(data_dir: &Path) -> (Option<i32>, String, String) {
+    use std::process::{Command, Stdio};
+    let logs = temp_dir("exit-logs");
+    let (out_path, err_path) = (logs.join("stdout"), logs.join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onionstream"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&logs);
+    (status.map(|s| s.code().unwrap_or(-1)), out, err)
+}
