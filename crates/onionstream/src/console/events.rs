@@ -105,13 +105,20 @@ async fn title_changes(hub: EventHub, title: room::Title) {
 }
 
 /// Online, offline, a new epoch: woken by the store when it changes, and at the moment the
-/// stream would go offline if nothing more arrived (no polling).
+/// stream would go offline if nothing more arrived (no polling). A new epoch while online
+/// (the source restarted with other settings) is one `stream.restarted` once its first media
+/// arrives; the moment in between, when the new epoch has no media yet, is not reported as
+/// offline unless it lasts the store's `offline_after`.
 async fn stream_changes(hub: EventHub, store: media::SegmentStore) {
     let mut changes = store.watch_status();
     let status = store.status();
     let mut last = (status.online, status.epoch);
+    let mut restarting: Option<std::time::Instant> = None;
     loop {
-        let deadline = store.offline_deadline();
+        let deadline = match (store.offline_deadline(), restarting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -122,8 +129,25 @@ async fn stream_changes(hub: EventHub, store: media::SegmentStore) {
         }
         let s = store.status();
         let now = (s.online, s.epoch);
+        if let Some(until) = restarting {
+            match now {
+                (true, epoch) => hub.publish(Event::StreamRestarted { epoch }),
+                (false, _) if std::time::Instant::now() >= until => {
+                    hub.publish(Event::StreamOffline { problem: s.problem })
+                }
+                // Still waiting for the new epoch's first media.
+                (false, _) => continue,
+            }
+            restarting = None;
+            last = now;
+            continue;
+        }
         match (last, now) {
             ((false, _), (true, epoch)) => hub.publish(Event::StreamOnline { epoch }),
+            ((true, a), (false, b)) if a != b => {
+                restarting = Some(std::time::Instant::now() + store.config().offline_after);
+                continue;
+            }
             ((true, _), (false, _)) => hub.publish(Event::StreamOffline { problem: s.problem }),
             ((true, a), (true, epoch)) if a != epoch => {
                 hub.publish(Event::StreamRestarted { epoch })
@@ -165,4 +189,59 @@ pub fn secs_since(t: SystemTime) -> u64 {
         .duration_since(t)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media::source::demo::DemoClip;
+
+    /// The next `stream.*` event line, skipping others.
+    async fn next_stream_event(rx: &mut broadcast::Receiver<Arc<str>>) -> String {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("an event within 5 s")
+                .expect("the hub is running");
+            if line.contains("\"stream.") {
+                return line.to_string();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_with_other_settings_is_one_restarted_event_not_offline_and_online() {
+        let shutdown = Shutdown::new();
+        let store = media::SegmentStore::new(media::StoreConfig::default());
+        let hub = EventHub::start(
+            room::Room::open(room::RoomConfig::default()).unwrap(),
+            room::Title::default(),
+            store.clone(),
+            room::Viewers::new(room::StreamLimits::default()),
+            &shutdown,
+        );
+        let mut rx = hub.subscribe();
+        // The hub's tasks look at the store before the source starts.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let clip = DemoClip::load();
+        let mut a = store.ingest();
+        a.init(clip.init.bytes.clone()).unwrap();
+        a.fragment(clip.moof(0, 0), clip.fragments[0].mdat.clone())
+            .unwrap();
+        assert!(next_stream_event(&mut rx).await.contains("stream.online"));
+        // The source restarts with another init segment (a new epoch), then sends media.
+        let mut other = clip.init.bytes.to_vec();
+        let n = other.len();
+        other[n - 1] ^= 1;
+        let mut b = store.ingest();
+        b.init(Bytes::from(other)).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.fragment(clip.moof(1, 0), clip.fragments[0].mdat.clone())
+            .unwrap();
+        let line = next_stream_event(&mut rx).await;
+        assert!(line.contains("stream.restarted"), "{line}");
+        assert!(line.contains("\"epoch\":2"), "{line}");
+        shutdown.begin();
+    }
 }
