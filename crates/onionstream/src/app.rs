@@ -201,43 +201,39 @@ impl App {
 
     /// Serves until `stop` resolves (a signal), then stops every part in order.
     pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) {
-        let App {
-            config,
-            shutdown,
-            listener,
-            state,
-            source,
-            onion,
-            control,
-            _title_watch,
-        } = self;
-        let limits = config.server_limits();
+        let limits = self.config.server_limits();
         let grace = limits.shutdown_grace;
-        let live = state.live.clone();
-        let counters = state.counters.clone();
-        let begun = shutdown.begun();
-        let stopping = shutdown.clone();
-        web::serve(listener, web::router(state), limits, counters, async move {
-            tokio::select! {
-                () = stop => {}
-                () = begun => {}
-            }
-            stopping.begin();
-            // Live sockets are told why they close (pages show it) before the listener
-            // goes.
-            live.close_all(grace).await;
-        })
+        let live = self.state.live.clone();
+        let counters = self.state.counters.clone();
+        let begun = self.shutdown.begun();
+        let stopping = self.shutdown.clone();
+        web::serve(
+            self.listener,
+            web::router(self.state),
+            limits,
+            counters,
+            async move {
+                tokio::select! {
+                    () = stop => {}
+                    () = begun => {}
+                }
+                stopping.begin();
+                // Live sockets are told why they close (pages show it) before the listener
+                // goes.
+                live.close_all(grace).await;
+            },
+        )
         .await;
-        shutdown.begin();
-        source.stop();
-        if let Some(service) = onion {
+        self.shutdown.begin();
+        self.source.stop();
+        if let Some(service) = self.onion {
             service.stop().await;
         }
-        let left = shutdown.finish(TASKS_GRACE).await;
+        let left = self.shutdown.finish(TASKS_GRACE).await;
         if left > 0 {
             tracing::warn!("{left} background tasks did not end within {TASKS_GRACE:?}");
         }
-        if let Some(path) = control {
+        if let Some(path) = self.control {
             console::server::remove(&path);
         }
         tracing::info!("stopped");

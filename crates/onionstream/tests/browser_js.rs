@@ -251,13 +251,7 @@ async fn a_message_appears_live_in_another_browser_without_reloading() {
 
     // An emote: one rendering of the message serves both pages, and each page loads the image
     // with its own token.
-    std::fs::create_dir_all(server.data_dir.join("emotes")).unwrap();
-    std::fs::write(server.data_dir.join("emotes/dot.png"), ONE_PIXEL_PNG).unwrap();
-    std::fs::write(
-        server.data_dir.join("emotes.json"),
-        r#"[{"name": ":dot:", "file": "dot.png", "width": 16, "height": 16}]"#,
-    )
-    .unwrap();
+    testkit::emote::install_one(&server.data_dir, "dot");
     ctl_ok(&server.data_dir, &["emote", "reload"]);
     send_message(&a.client, "a dot :dot: here").await;
     for (who, browser) in [("A", &a), ("B", &b)] {
@@ -280,15 +274,6 @@ async fn a_message_appears_live_in_another_browser_without_reloading() {
     tokio::join!(a.quit(), b.quit());
     server.stop().await;
 }
-
-/// A 1x1 PNG (for an emote).
-const ONE_PIXEL_PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xfc, 0xcf, 0xc0, 0x50,
-    0x0f, 0x00, 0x04, 0x85, 0x01, 0x80, 0x84, 0xa9, 0x8c, 0x21, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-];
 
 /// The answer the server wrote for captcha `id` (hidden flag `--test-captcha-answers`).
 fn captcha_answer(file: &Path, id: &str) -> String {

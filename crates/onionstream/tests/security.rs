@@ -1165,13 +1165,7 @@ async fn private_mode_shows_outsiders_one_identical_page_live_or_not_whatever_th
     );
     ctl_ok(&offline.data_dir, &["title", "set", "x"]);
     // The live one has an emote (which would tell whose stream it is); the other has none.
-    std::fs::create_dir_all(live.data_dir.join("emotes")).unwrap();
-    std::fs::write(live.data_dir.join("emotes/cat.png"), b"\x89PNG fake").unwrap();
-    std::fs::write(
-        live.data_dir.join("emotes.json"),
-        r#"[{"name": ":cat:", "file": "cat.png"}]"#,
-    )
-    .unwrap();
+    testkit::emote::install_one(&live.data_dir, "cat");
     ctl_ok(&live.data_dir, &["emote", "reload"]);
     assert_eq!(
         get(live.addr, &format!("/emote/0?token={bt}")).await.status,

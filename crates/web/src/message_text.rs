@@ -131,13 +131,7 @@ mod tests {
     fn emote_addresses_carry_the_token_only_when_rendered_for_one_viewer() {
         let dir =
             std::env::temp_dir().join(format!("onionstream-emote-html-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("emotes")).unwrap();
-        std::fs::write(dir.join("emotes/cat.png"), b"\x89PNG fake").unwrap();
-        std::fs::write(
-            dir.join("emotes.json"),
-            r#"[{"name": ":cat:", "file": "cat.png", "width": 32, "height": 32}]"#,
-        )
-        .unwrap();
+        testkit::emote::install_one(&dir, "cat");
         let emotes = Emotes::load(&dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let mine = message_html("hi :cat:", &emotes, Some("tok<en"));

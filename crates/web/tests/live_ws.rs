@@ -860,13 +860,7 @@ async fn connected_counts_open_sockets_up_and_back_to_zero() {
 #[tokio::test]
 async fn a_new_message_is_rendered_once_and_every_socket_gets_the_same_bytes() {
     let dir = std::env::temp_dir().join(format!("onionstream-live-emotes-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("emotes")).unwrap();
-    std::fs::write(dir.join("emotes/cat.png"), b"\x89PNG fake").unwrap();
-    std::fs::write(
-        dir.join("emotes.json"),
-        r#"[{"name": ":cat:", "file": "cat.png", "width": 32, "height": 32}]"#,
-    )
-    .unwrap();
+    testkit::emote::install_one(&dir, "cat");
     let srv = start(RoomConfig {
         data_dir: Some(dir.clone()),
         ..no_captchas()
