@@ -31,7 +31,8 @@
 //!   run in this process, on the same cores as the server.
 //! - `--onion`: through a private Tor network on 127.0.0.1 (needs tor): time from
 //!   `onionstream --onion` start to the descriptor upload and to the first page fetched
-//!   through the onion circuit, then bitrate and latency of `/stream.mp4` through it.
+//!   through the onion circuit, then bitrate and latency of `/stream.mp4` through it. Needs
+//!   an `onionstream` built with `--features test-hooks` (for `--test-torrc-lines`).
 //! - `--soak` (only when asked for): the real binary under a long mixed load that behaves like
 //!   Tor circuits (slow and stalling viewers, viewers that never read, stop reading or reset
 //!   their connection, join/leave churn, chat posts, no-JS frame refreshes, WebSockets, source

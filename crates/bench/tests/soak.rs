@@ -20,8 +20,11 @@ use std::process::Command;
 use serde_json::Value;
 
 /// `onionstream` of this test's profile, built (or found up to date) by
-/// `cargo build -p onionstream --bin onionstream --locked` in the bench's own target folder:
-/// `<target dir>/<profile>/onionstream`, beside `bench`.
+/// `cargo build -p onionstream --bin onionstream --features onionstream/test-hooks --locked` in
+/// the bench's own target folder: `<target dir>/<profile>/onionstream`, beside `bench`. With the
+/// test hooks, as `cargo test` builds it for onionstream's own tests: both write the same file,
+/// and a build without them would replace the binary those tests run with one that refuses
+/// their flags.
 fn onionstream_binary() -> PathBuf {
     let bench = Path::new(env!("CARGO_BIN_EXE_bench"));
     let profile_dir = bench
@@ -39,6 +42,8 @@ fn onionstream_binary() -> PathBuf {
             "onionstream",
             "--bin",
             "onionstream",
+            "--features",
+            "onionstream/test-hooks",
             "--locked",
         ])
         .arg("--target-dir")

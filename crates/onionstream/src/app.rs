@@ -25,7 +25,9 @@ const ROOM_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// After the listener closed: how long the background tasks get to end.
 const TASKS_GRACE: Duration = Duration::from_secs(5);
 
-/// What the hidden test-only flags asked for.
+/// What the hidden test-only flags asked for (always empty in a build without the
+/// `test-hooks` feature).
+#[derive(Debug, Default)]
 pub struct TestKnobs {
     pub torrc_lines: Vec<String>,
     pub captcha_answers: Option<PathBuf>,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::TestKnobs;
 use crate::config::Config;
 
 const ABOUT: &str = "An anonymous livestreaming site on Tor, in one program.";
@@ -103,12 +104,14 @@ pub struct Cli {
     pub onion: bool,
 
     /// Test-only: a file of extra torrc lines for onionstream's tor (joins a private Tor
-    /// network in the test suite). Not for real use.
+    /// network in the test suite). Not for real use; only in builds with `test-hooks`.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, value_name = "FILE", hide = true)]
     pub test_torrc_lines: Option<PathBuf>,
 
     /// Test-only: append "ID ANSWER" for every captcha issued to this file (the browser tests
-    /// answer captchas with it). Not for real use.
+    /// answer captchas with it). Not for real use; only in builds with `test-hooks`.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, value_name = "FILE", hide = true)]
     pub test_captcha_answers: Option<PathBuf>,
 
@@ -157,18 +160,27 @@ pub enum OnionCommand {
 
 impl Cli {
     /// The config file (or defaults) with the flags applied, checked.
-    /// Extra torrc lines from `--test-torrc-lines`, if given.
-    pub fn test_torrc_lines(&self) -> Result<Vec<String>, String> {
-        let Some(path) = &self.test_torrc_lines else {
-            return Ok(Vec::new());
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--test-torrc-lines {}: {e}", path.display()))?;
-        Ok(text
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.trim().is_empty())
-            .collect())
+    /// What the hidden test flags ask for (`--test-torrc-lines`, `--test-captcha-answers`);
+    /// nothing in a build without the `test-hooks` feature, which has no such flags.
+    pub fn test_knobs(&self) -> Result<TestKnobs, String> {
+        #[cfg(feature = "test-hooks")]
+        {
+            let torrc_lines = match &self.test_torrc_lines {
+                None => Vec::new(),
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("--test-torrc-lines {}: {e}", path.display()))?
+                    .lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.trim().is_empty())
+                    .collect(),
+            };
+            Ok(TestKnobs {
+                torrc_lines,
+                captcha_answers: self.test_captcha_answers.clone(),
+            })
+        }
+        #[cfg(not(feature = "test-hooks"))]
+        Ok(TestKnobs::default())
     }
 
     pub fn config(&self) -> Result<Config, String> {
