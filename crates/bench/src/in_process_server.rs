@@ -35,6 +35,8 @@ pub async fn in_process_server_with(
         room,
         counters: counters.clone(),
         live: web::LiveHub::new(100_000),
+        relay: web::relay::Relay::disabled(),
+        upstream: None,
     };
     tokio::spawn(web::serve(
         listener,

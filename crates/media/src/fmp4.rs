@@ -777,6 +777,14 @@ impl Fragment {
     }
 }
 
+/// The sequence number in a `moof`'s `mfhd` (the store writes its own there), if it has one.
+pub fn moof_sequence(moof: &[u8]) -> Option<u32> {
+    let top = boxes(moof).next()?.ok()?;
+    let mfhd = child(moof, top.body(), b"mfhd").ok()??;
+    let at = mfhd.body().start + 4;
+    Some(u32::from_be_bytes(moof.get(at..at + 4)?.try_into().ok()?))
+}
+
 fn patch_sequence(moof: &mut BytesMut, sequence: u32) {
     // moof's first child is mfhd in every muxer we know; look it up rather than assume.
     let Some(Ok(top)) = boxes(moof).next() else {
@@ -1010,9 +1018,8 @@ mod tests {
             assert_eq!(b.duration, a.duration);
         }
         assert_eq!(g.keyframe, f.keyframe);
-        let top = boxes(&g.moof).next().unwrap().unwrap();
-        let mfhd = child(&g.moof, top.body(), b"mfhd").unwrap().unwrap();
-        assert_eq!(read_u32(&g.moof[mfhd.body().start + 4..]), 4242);
+        assert_eq!(moof_sequence(&g.moof), Some(4242));
+        assert_eq!(moof_sequence(b"garbage"), None);
     }
 
     #[test]

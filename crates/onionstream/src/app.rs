@@ -39,7 +39,8 @@ pub struct App {
     shutdown: Shutdown,
     listener: TcpListener,
     state: web::AppState,
-    source: SourceTask,
+    /// The source (an origin's); an edge's stream comes over its link to the origin.
+    source: Option<SourceTask>,
     onion: Option<onion::service::OnionService>,
     control: Option<PathBuf>,
     _title_watch: Option<TitleWatch>,
@@ -49,7 +50,11 @@ impl App {
     /// Starts every part and prints the lines scripts wait for (`onionstream: serving
     /// http://ADDR/` first). `Err`: why the server cannot start (for the user).
     pub async fn start(config: Config, test: TestKnobs) -> Result<App, String> {
-        let spec: media::source::SourceSpec = config.source.parse()?;
+        let origin = config.origin_config()?;
+        let spec: Option<media::source::SourceSpec> = match origin {
+            Some(_) => None,
+            None => Some(config.source.parse()?),
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -76,30 +81,46 @@ impl App {
                 false
             }
         };
-        let title_watch = data_dir_usable
+        // An edge has no room of its own: every room question goes to the origin. Its
+        // `Room` is an empty stand-in that nothing asks.
+        let is_origin = origin.is_none();
+        let title_watch = (is_origin && data_dir_usable)
             .then(|| title_file::watch(&data_dir, title.clone()))
             .flatten();
-        let mut room_config = config.room_config(data_dir_usable.then(|| data_dir.clone()));
+        let mut room_config = match is_origin {
+            true => config.room_config(data_dir_usable.then(|| data_dir.clone())),
+            false => room::RoomConfig::default(),
+        };
         room_config.test_captcha_answers = test.captcha_answers;
-        let generated_password = room_config.broadcaster_password.plain().map(str::to_owned);
+        let generated_password = match is_origin {
+            true => room_config.broadcaster_password.plain().map(str::to_owned),
+            false => None,
+        };
         let room =
             room::Room::open(room_config).map_err(|e| format!("cannot open the chat room: {e}"))?;
         crate::memory::spawn_trimmer(&shutdown);
-        shutdown.spawn({
-            let room = room.clone();
-            async move {
-                let mut tick = tokio::time::interval(ROOM_SWEEP_INTERVAL);
-                loop {
-                    tick.tick().await;
-                    room.sweep();
+        if is_origin {
+            shutdown.spawn({
+                let room = room.clone();
+                async move {
+                    let mut tick = tokio::time::interval(ROOM_SWEEP_INTERVAL);
+                    loop {
+                        tick.tick().await;
+                        room.sweep();
+                    }
                 }
-            }
-        });
+            });
+        }
 
         let store = media::SegmentStore::new(config.store_config());
         let counters = Arc::new(web::DeliveryCounters::default());
         let viewers = room::Viewers::new(config.stream_limits());
         let live = web::LiveHub::new(config.limits.max_live_sockets);
+        let upstream = origin.map(web::upstream::Upstream::new);
+        let relay = match is_origin && data_dir_usable {
+            true => web::relay::Relay::new(Some(room::edges::EdgeKeys::new(&data_dir))),
+            false => web::relay::Relay::disabled(),
+        };
         let state = web::AppState {
             config: Arc::new(config.web_config()),
             store: store.clone(),
@@ -108,37 +129,63 @@ impl App {
             room: room.clone(),
             counters: counters.clone(),
             live: live.clone(),
+            relay,
+            upstream: upstream.clone(),
         };
-        tracing::info!("source: {spec}");
-        let source = SourceTask::start(spec, store.clone(), config.source_options());
-        let events = console::events::EventHub::start(
-            room.clone(),
-            title.clone(),
-            store.clone(),
-            viewers.clone(),
-            &shutdown,
-        );
-        let control = if data_dir_usable {
-            let console = console::server::Console {
-                room: room.clone(),
-                title,
-                store: store.clone(),
-                viewers: viewers.clone(),
-                source: source.clone(),
-                config: Arc::new(config.clone()),
-                data_dir: data_dir.clone(),
-                events,
-                listen: local,
-            };
-            match console::server::serve(console, &shutdown).await {
-                Ok(path) => Some(path),
-                Err(e) => {
-                    tracing::error!("no control socket (onionstream ctl will not work): {e}");
-                    None
+        let source = match (spec, upstream) {
+            (Some(spec), _) => {
+                tracing::info!("source: {spec}");
+                Some(SourceTask::start(
+                    spec,
+                    store.clone(),
+                    config.source_options(),
+                ))
+            }
+            (None, Some(up)) => {
+                tracing::info!(
+                    "edge of the origin at http://{}/: relaying its stream to this server's \
+                     viewers; chat and every room request go to the origin",
+                    up.authority()
+                );
+                shutdown.spawn(web::upstream::link::pull(up.clone(), store.clone()));
+                shutdown.spawn(web::upstream::link::report(up, viewers.clone()));
+                None
+            }
+            (None, None) => unreachable!("a server is an origin or an edge"),
+        };
+        let control = match (&source, data_dir_usable) {
+            (Some(source), true) => {
+                let events = console::events::EventHub::start(
+                    room.clone(),
+                    title.clone(),
+                    store.clone(),
+                    viewers.clone(),
+                    &shutdown,
+                );
+                let console = console::server::Console {
+                    room: room.clone(),
+                    title,
+                    store: store.clone(),
+                    viewers: viewers.clone(),
+                    source: source.clone(),
+                    config: Arc::new(config.clone()),
+                    data_dir: data_dir.clone(),
+                    events,
+                    listen: local,
+                };
+                match console::server::serve(console, &shutdown).await {
+                    Ok(path) => Some(path),
+                    Err(e) => {
+                        tracing::error!("no control socket (onionstream ctl will not work): {e}");
+                        None
+                    }
                 }
             }
-        } else {
-            None
+            (None, _) => {
+                tracing::info!("an edge has no control socket: steer the stream at the origin");
+                None
+            }
+            (Some(_), false) => None,
         };
 
         // The one line scripts and tests wait for.
@@ -227,7 +274,9 @@ impl App {
         )
         .await;
         self.shutdown.begin();
-        self.source.stop();
+        if let Some(source) = &self.source {
+            source.stop();
+        }
         if let Some(service) = self.onion {
             service.stop().await;
         }

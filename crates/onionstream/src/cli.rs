@@ -103,6 +103,17 @@ pub struct Cli {
     #[arg(long)]
     pub onion: bool,
 
+    /// Run as an edge of the onionstream at URL (http://HOST:PORT/ or http://ADDRESS.onion/):
+    /// relay its stream to this server's viewers, send chat and everything else there
+    /// (config: origin.url; docs/SCALING.md)
+    #[arg(long, value_name = "URL")]
+    pub origin: Option<String>,
+
+    /// The edge key `onionstream edge add NAME` printed at the origin. Other users of this
+    /// machine can see a command line: prefer origin.key_file in the config
+    #[arg(long, value_name = "KEY", requires = "origin")]
+    pub origin_key: Option<String>,
+
     /// Test-only: a file of extra torrc lines for onionstream's tor (joins a private Tor
     /// network in the test suite). Not for real use; only in builds with `test-hooks`.
     #[cfg(feature = "test-hooks")]
@@ -135,6 +146,27 @@ pub enum Command {
     /// chat, users and bans, private mode, word filters, emotes, source, viewers, events.
     /// Give the same --data-dir or --config as the server. Protocol: docs/CONTROL.md
     Ctl(crate::ctl::CtlArgs),
+    /// The edges this server (the origin) lets relay its stream: each is another onionstream
+    /// started with --origin and the key printed here. Changes take effect at once, running
+    /// or not. See docs/SCALING.md
+    #[command(subcommand)]
+    Edge(EdgeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EdgeCommand {
+    /// Allow a new edge called NAME and print its key, once (only a hash of it is kept)
+    Add {
+        /// A name for the edge: 1-32 letters, digits, '-' and '_'
+        name: String,
+    },
+    /// List the edges allowed
+    List,
+    /// Remove an edge: its key stops working at once and its link is closed within seconds
+    Remove {
+        /// The name given to `edge add`
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +228,19 @@ impl Cli {
         }
         if self.onion {
             config.onion.enabled = true;
+        }
+        if let Some(url) = &self.origin {
+            if self.source.is_some() {
+                return Err(
+                    "--origin and --source exclude each other: an edge takes its stream from \
+                     the origin"
+                        .into(),
+                );
+            }
+            config.origin.url = url.clone();
+        }
+        if let Some(key) = &self.origin_key {
+            config.origin.key = key.clone();
         }
         if let Some(s) = &self.source {
             s.parse::<media::source::SourceSpec>()

@@ -32,6 +32,22 @@ pub struct Config {
     pub private: PrivateConfig,
     pub onion: OnionConfig,
     pub metrics: MetricsConfig,
+    pub origin: OriginSection,
+}
+
+/// Running as an edge: the origin whose stream this server relays (`--origin`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginSection {
+    /// The origin's address, `http://HOST:PORT/` or `http://ADDRESS.onion/`. Empty: this
+    /// server is an origin (it has a source and the room).
+    pub url: String,
+    /// A file holding the edge key `onionstream edge add` printed at the origin (keep it
+    /// readable by this user only). `--origin-key` gives the key itself instead.
+    pub key_file: PathBuf,
+    /// The key given with `--origin-key`; never read from or written to a file.
+    #[serde(skip)]
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -278,6 +294,7 @@ impl Default for Config {
             private: PrivateConfig::default(),
             onion: OnionConfig::default(),
             metrics: MetricsConfig::default(),
+            origin: OriginSection::default(),
         }
     }
 }
@@ -433,6 +450,9 @@ impl Config {
                 self.listen
             ));
         }
+        if !self.origin.url.is_empty() {
+            self.origin_config()?;
+        }
         let metrics = self.metrics.listen.trim();
         if !metrics.is_empty() {
             let Some(addr) = self.metrics_listen() else {
@@ -457,6 +477,29 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The origin this server relays, when it is an edge (`origin.url` set): its address and
+    /// the edge key (`--origin-key`, else read from `origin.key_file`).
+    pub fn origin_config(&self) -> Result<Option<web::upstream::OriginConfig>, String> {
+        if self.origin.url.is_empty() {
+            return Ok(None);
+        }
+        let key = if !self.origin.key.is_empty() {
+            self.origin.key.clone()
+        } else if !self.origin.key_file.as_os_str().is_empty() {
+            std::fs::read_to_string(&self.origin.key_file)
+                .map_err(|e| format!("origin.key_file {}: {e}", self.origin.key_file.display()))?
+        } else {
+            return Err(format!(
+                "origin {} needs an edge key: --origin-key KEY or origin.key_file (the key \
+                 `onionstream edge add NAME` printed at the origin)",
+                self.origin.url
+            ));
+        };
+        web::upstream::OriginConfig::parse(&self.origin.url, &key)
+            .map(Some)
+            .map_err(|e| format!("origin: {e}"))
     }
 
     /// Where the metrics endpoint listens: `None` when it is off (`metrics.listen` empty).

@@ -71,6 +71,7 @@ pub fn main() -> ExitCode {
         Some(Command::Onion(ref cmd)) => onion_command(cmd, &config),
         Some(Command::HashPassword) => hash_password(),
         Some(Command::Ctl(ref args)) => ctl::run(args, &config.data_dir()),
+        Some(Command::Edge(ref cmd)) => edge_command(cmd, &config),
         None => match cli.test_knobs() {
             Ok(test) => run(config, test),
             Err(e) => {
@@ -99,6 +100,49 @@ fn hash_password() -> ExitCode {
         }
         Err(e) => {
             eprintln!("onionstream: cannot hash the password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn edge_command(cmd: &cli::EdgeCommand, config: &Config) -> ExitCode {
+    let data_dir = config.data_dir();
+    if let Err(e) = std::fs::create_dir_all(&data_dir) {
+        eprintln!("onionstream: cannot use {}: {e}", data_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let keys = room::edges::EdgeKeys::new(&data_dir);
+    let result = match cmd {
+        cli::EdgeCommand::Add { name } => keys.add(name).map(|key| {
+            println!("Edge '{name}' added. Give this key to that edge's operator only:");
+            println!();
+            println!("  {key}");
+            println!();
+            println!("The edge runs: onionstream --origin URL_OF_THIS_SERVER --origin-key KEY");
+            println!("(or origin.url and origin.key_file in its config). It is shown only now.");
+        }),
+        cli::EdgeCommand::List => keys.list().map(|edges| {
+            if edges.is_empty() {
+                println!("No edges: no other server may relay this stream.");
+            }
+            for e in edges {
+                let ms = e.added.saturating_mul(1000) as i64;
+                println!(
+                    "{}\tadded {} {} UTC",
+                    e.name,
+                    web::message_text::date_label(ms),
+                    web::message_text::time_label(ms)
+                );
+            }
+        }),
+        cli::EdgeCommand::Remove { name } => keys
+            .remove(name)
+            .map(|()| println!("Edge '{name}' removed; its key no longer works.")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("onionstream: {e}");
             ExitCode::FAILURE
         }
     }

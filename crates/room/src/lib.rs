@@ -11,11 +11,13 @@
 //!   (appearance); what it says back is a [`Notice`].
 //! - [`record`]: the rows persisted (users, messages); [`db`]: SQLite persistence.
 //! - [`emote`]: emotes from `emotes.json`.
+//! - [`edges`]: the edges an origin lets relay its stream, and their keys.
 
 pub mod captcha;
 pub mod chat;
 pub mod colour;
 pub mod db;
+pub mod edges;
 pub mod emote;
 pub mod filter;
 pub mod flood;

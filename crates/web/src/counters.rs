@@ -12,6 +12,13 @@ pub struct DeliveryCounters {
     pub gap_jumps: AtomicU64,
     /// Connections closed because their socket accepted nothing for too long.
     pub stalled_dropped: AtomicU64,
+    /// Edge streams (`/edge/v1/stream`) opened and closed; open = opened - closed.
+    pub relay_opened: AtomicU64,
+    pub relay_closed: AtomicU64,
+    /// Edge requests refused for a wrong, removed or missing key.
+    pub relay_refused: AtomicU64,
+    /// Bytes of stream sent to edges.
+    pub relay_bytes_sent: AtomicU64,
 }
 
 impl DeliveryCounters {

@@ -87,6 +87,36 @@ pub fn refusal(app: &AppState, visitor: &Visitor) -> Option<Response> {
     }
 }
 
+/// Like [`refusal`], for the media routes, which an edge serves itself: there the origin is
+/// asked (and its answer kept a few seconds).
+pub async fn media_refusal(app: &AppState, visitor: &Visitor) -> Option<Response> {
+    let Some(up) = &app.upstream else {
+        return refusal(app, visitor);
+    };
+    match up.access(&visitor.token).await {
+        Ok(crate::upstream::EdgeAccess::Allowed) => None,
+        Ok(crate::upstream::EdgeAccess::Private) => Some(private_page(visitor)),
+        Ok(crate::upstream::EdgeAccess::Captcha) => Some(
+            ErrorPage::new(
+                StatusCode::FORBIDDEN,
+                "Solve the captcha on the front page first.",
+            )
+            .into_response(),
+        ),
+        Err(e) => {
+            tracing::warn!("cannot ask the origin about a viewer: {e}");
+            Some(
+                ErrorPage::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "This server cannot reach the stream's origin right now.",
+                )
+                .retry_after(std::time::Duration::from_secs(5))
+                .into_response(),
+            )
+        }
+    }
+}
+
 /// Like [`refusal`], for the front page: shows the access captcha itself.
 pub fn home_refusal(app: &AppState, visitor: &Visitor) -> Option<Response> {
     match app.room.access(&visitor.token) {

@@ -51,7 +51,7 @@ pub async fn hls_file(
     Path(file): Path<String>,
     visitor: Visitor,
 ) -> Result<Response, ErrorPage> {
-    if let Some(r) = crate::gate::refusal(&app, &visitor) {
+    if let Some(r) = crate::gate::media_refusal(&app, &visitor).await {
         return Ok(r);
     }
     let what = parse_file(&file)

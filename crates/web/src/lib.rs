@@ -17,6 +17,10 @@
 //! - [`error_page`]: every refusal as a small HTML page with a reason.
 //! - [`counters`]: what delivery did, for benchmarks and metrics.
 //! - [`metrics`]: the opt-in Prometheus endpoint, on a loopback listener of its own.
+//! - [`relay`]: an origin's key-protected routes for its edges (the stream, access answers,
+//!   viewer reports).
+//! - [`upstream`]: an edge's side: the link that pulls the origin's stream into the edge's
+//!   store, and the proxy that sends every room request to the origin ([`edge_router`]).
 //!
 //! **Architecture invariant:** only this crate knows HTML, URLs and HTTP status codes.
 
@@ -31,9 +35,11 @@ pub mod live;
 pub mod message_text;
 pub mod metrics;
 pub mod page;
+pub mod relay;
 pub mod security;
 pub mod server;
 pub mod stream;
+pub mod upstream;
 pub mod visitor;
 pub mod wire;
 
@@ -80,10 +86,18 @@ pub struct AppState {
     pub counters: Arc<DeliveryCounters>,
     /// The live sockets of JavaScript pages.
     pub live: LiveHub,
+    /// The edges this server lets relay its stream (an origin's side).
+    pub relay: relay::Relay,
+    /// The origin this server relays, when it is an edge; then `room` and `title` are
+    /// unused stand-ins and every room question goes to the origin.
+    pub upstream: Option<upstream::Upstream>,
 }
 
-/// All routes, with security headers on every response.
+/// All routes, with security headers on every response ([`edge_router`] for an edge).
 pub fn router(state: AppState) -> Router {
+    if state.upstream.is_some() {
+        return edge_router(state);
+    }
     Router::new()
         .route("/", get(page::home))
         .route("/info", get(page::info))
@@ -105,8 +119,26 @@ pub fn router(state: AppState) -> Router {
         .route("/private/enter", post(gate::enter_private))
         .route("/broadcaster", get(gate::broadcaster))
         .route("/live", get(live::live))
+        .route(relay::STREAM_PATH, get(relay::stream))
+        .route(relay::ACCESS_PATH, get(relay::access))
+        .route(
+            relay::VIEWERS_PATH,
+            post(relay::viewers).layer(DefaultBodyLimit::max(relay::MAX_REPORT_BYTES)),
+        )
         .layer(DefaultBodyLimit::max(form::MAX_FORM_BYTES))
         .fallback(error_page::not_found)
+        .layer(axum::middleware::map_response(security::headers))
+        .with_state(state)
+}
+
+/// An edge's routes: the stream and the static files from here, everything else from the
+/// origin ([`upstream::proxy`]).
+pub fn edge_router(state: AppState) -> Router {
+    Router::new()
+        .route("/static/{file}", get(page::static_file))
+        .route("/stream.mp4", get(stream::stream_mp4))
+        .route("/hls/{file}", get(hls::hls_file))
+        .fallback(upstream::proxy::forward)
         .layer(axum::middleware::map_response(security::headers))
         .with_state(state)
 }

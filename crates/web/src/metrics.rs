@@ -25,6 +25,9 @@
 //!   (a gauge per [`TorStatus`], 1 on the current state and 0 on the others, so a dashboard
 //!   can show the state and an alert can fire on `tor_state{state="restarting"} == 1`).
 //!
+//! - edges ([`crate::relay`]): `edge_links` (gauge: edge streams open now),
+//!   `edge_links_opened_total`, `edge_links_refused_total` (a wrong or removed key),
+//!   `edge_sent_bytes_total` (the stream as sent to edges: one copy per edge);
 //! - live sockets of JavaScript pages ([`crate::LiveHub`]): `live_sockets` (gauge),
 //!   `live_sockets_opened_total`, `live_sockets_refused_total`;
 //! - `title_file_reads_total` ([`MetricsSources::title_file_reads`]): reads of `title.txt`,
@@ -141,6 +144,10 @@ struct Snapshot {
     catch_ups: u64,
     gap_jumps: u64,
     stalled_dropped: u64,
+    edge_opened: u64,
+    edge_closed: u64,
+    edge_refused: u64,
+    edge_bytes: u64,
     messages_posted: u64,
     messages_refused: u64,
     captchas_issued: u64,
@@ -172,6 +179,10 @@ impl Snapshot {
             catch_ups: get(&d.catch_ups),
             gap_jumps: get(&d.gap_jumps),
             stalled_dropped: get(&d.stalled_dropped),
+            edge_opened: get(&d.relay_opened),
+            edge_closed: get(&d.relay_closed),
+            edge_refused: get(&d.relay_refused),
+            edge_bytes: get(&d.relay_bytes_sent),
             messages_posted: get(&r.messages_posted),
             messages_refused: get(&r.messages_refused),
             captchas_issued: get(&r.captchas_issued),
@@ -287,6 +298,30 @@ impl Collector for Snapshot {
             "stalled_connections_dropped",
             "Connections closed because their socket accepted nothing for too long.",
             self.stalled_dropped,
+        )?;
+        gauge(
+            e,
+            "edge_links",
+            "Edge streams open now (each edge holds one).",
+            self.edge_opened.saturating_sub(self.edge_closed),
+        )?;
+        counter(
+            e,
+            "edge_links_opened",
+            "Edge streams opened (an edge reconnecting opens another).",
+            self.edge_opened,
+        )?;
+        counter(
+            e,
+            "edge_links_refused",
+            "Edge requests refused for a wrong, removed or missing edge key.",
+            self.edge_refused,
+        )?;
+        counter(
+            e,
+            "edge_sent_bytes",
+            "Bytes of the stream sent to edges (one copy per edge, whatever its viewers).",
+            self.edge_bytes,
         )?;
 
         counter(
@@ -576,7 +611,7 @@ mod tests {
         Parsed { values }
     }
 
-    const COUNTERS: [&str; 20] = [
+    const COUNTERS: [&str; 23] = [
         "onionstream_live_sockets_opened_total",
         "onionstream_live_sockets_refused_total",
         "onionstream_streams_opened_total",
@@ -585,6 +620,9 @@ mod tests {
         "onionstream_catch_ups_total",
         "onionstream_gap_jumps_total",
         "onionstream_stalled_connections_dropped_total",
+        "onionstream_edge_links_opened_total",
+        "onionstream_edge_links_refused_total",
+        "onionstream_edge_sent_bytes_total",
         "onionstream_chat_messages_posted_total",
         "onionstream_chat_messages_refused_total",
         "onionstream_captchas_issued_total",
@@ -599,12 +637,13 @@ mod tests {
         "onionstream_title_file_reads_total",
     ];
 
-    const GAUGES: [&str; 6] = [
+    const GAUGES: [&str; 7] = [
         "onionstream_live_sockets",
         "onionstream_viewers",
         "onionstream_open_streams",
         "onionstream_stream_online",
         "onionstream_buffered_seconds",
+        "onionstream_edge_links",
         "onionstream_tor_published",
     ];
 

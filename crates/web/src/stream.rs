@@ -25,7 +25,7 @@ pub async fn stream_mp4(
     State(app): State<AppState>,
     visitor: Visitor,
 ) -> Result<Response, ErrorPage> {
-    if let Some(r) = crate::gate::refusal(&app, &visitor) {
+    if let Some(r) = crate::gate::media_refusal(&app, &visitor).await {
         return Ok(r);
     }
     let guard = app.viewers.open_stream(&visitor.token).map_err(|refused| {

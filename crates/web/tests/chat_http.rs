@@ -46,6 +46,8 @@ async fn start_with(config: RoomConfig, live: bool) -> TestServer {
         room: room.clone(),
         counters: counters.clone(),
         live: web::LiveHub::new(100),
+        relay: web::relay::Relay::disabled(),
+        upstream: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -61,7 +61,9 @@ impl Server {
     ) -> Server {
         let data_dir = temp_dir("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_onionstream"));
-        cmd.args(["--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         if !args.contains(&"--data-dir") {
             cmd.arg("--data-dir").arg(&data_dir);
         }
