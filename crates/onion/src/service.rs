@@ -51,6 +51,9 @@ pub enum OnionStatus {
     },
     /// tor is not installed: the site stays on loopback only.
     TorMissing,
+    /// Connected to the Tor network, with no onion service of its own (an edge's tor that
+    /// only reaches its origin).
+    Connected,
 }
 
 /// Reads the onion address tor wrote (`hidden_service/hostname`), if any.
@@ -69,8 +72,12 @@ pub struct OnionService {
 
 impl OnionService {
     /// Starts tor for the web server at `target` (a loopback address), with state in
-    /// `data_dir/tor/`.
-    pub fn start(data_dir: &Path, target: SocketAddr, settings: OnionSettings) -> OnionService {
+    /// `data_dir/tor/`. No `target`: tor without an onion service, for its SOCKS port.
+    pub fn start(
+        data_dir: &Path,
+        target: Option<SocketAddr>,
+        settings: OnionSettings,
+    ) -> OnionService {
         let (status_tx, status) = watch::channel(OnionStatus::Starting);
         let (stop_tx, stop_rx) = oneshot::channel();
         let paths = TorPaths::new(data_dir);
@@ -119,11 +126,27 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
 /// Writes the torrc and creates tor's directories with the modes tor insists on.
 fn prepare(
     paths: &TorPaths,
-    target: SocketAddr,
+    target: Option<SocketAddr>,
     settings: &OnionSettings,
 ) -> std::io::Result<PathBuf> {
     private_dir(&paths.root)?;
     private_dir(&paths.data_dir())?;
+    if settings.client_auth {
+        private_dir(&paths.client_auth_dir())?;
+    }
+    match (&settings.balance_front, target) {
+        (Some(front), Some(_)) => {
+            private_dir(&paths.hidden_service_dir())?;
+            std::fs::write(
+                paths.ob_config_file(),
+                format!("MasterOnionAddress {front}\n"),
+            )?;
+        }
+        _ => match std::fs::remove_file(paths.ob_config_file()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        },
+    }
     let file = paths.torrc();
     std::fs::write(
         &file,
@@ -189,7 +212,7 @@ async fn wait_for_socket(path: &Path, child: &mut Child) -> bool {
 
 async fn supervise(
     paths: TorPaths,
-    target: SocketAddr,
+    target: Option<SocketAddr>,
     settings: OnionSettings,
     status: watch::Sender<OnionStatus>,
     mut stop: oneshot::Receiver<()>,
@@ -258,7 +281,7 @@ async fn supervise(
         let _ = status.send(OnionStatus::Bootstrapping(0, "starting".into()));
 
         let reason = tokio::select! {
-            r = follow(&paths, &mut child, &status) => r,
+            r = follow(&paths, &mut child, &status, target.is_some()) => r,
             _ = &mut stop => {
                 halt(&paths, &mut child).await;
                 let _ = status.send(OnionStatus::Restarting { reason: "stopped".into() });
@@ -269,12 +292,19 @@ async fn supervise(
         let _ = child.wait().await;
         // Let the output readers drain the last lines.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        tracing::warn!(
-            "onion service: tor stopped ({reason}); restarting in {} s; the site is still \
-             served at http://{target}/ (this machine only, until tor is back). tor said: {}",
-            backoff.as_secs(),
-            last_lines(&log)
-        );
+        match target {
+            Some(target) => tracing::warn!(
+                "onion service: tor stopped ({reason}); restarting in {} s; the site is still \
+                 served at http://{target}/ (this machine only, until tor is back). tor said: {}",
+                backoff.as_secs(),
+                last_lines(&log)
+            ),
+            None => tracing::warn!(
+                "tor stopped ({reason}); restarting in {} s. tor said: {}",
+                backoff.as_secs(),
+                last_lines(&log)
+            ),
+        }
         let _ = status.send(OnionStatus::Restarting { reason });
         if started.elapsed() >= HEALTHY_RUN {
             backoff = RESTART_BACKOFF_FIRST;
@@ -287,11 +317,13 @@ async fn supervise(
     }
 }
 
-/// Follows one tor run until it ends; returns why it ended.
+/// Follows one tor run until it ends; returns why it ended. `service`: tor publishes an
+/// onion service (else it is only connected).
 async fn follow(
     paths: &TorPaths,
     child: &mut Child,
     status: &watch::Sender<OnionStatus>,
+    service: bool,
 ) -> String {
     if !wait_for_socket(&paths.control_socket(), child).await {
         return match child.try_wait() {
@@ -316,16 +348,20 @@ async fn follow(
     let data_dir = paths.root.parent().unwrap_or(Path::new("."));
     let mut address = onion_address(data_dir);
     for _ in 0..50 {
-        if address.is_some() {
+        if address.is_some() || !service {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         address = onion_address(data_dir);
     }
-    let Some(address) = address else {
-        return "tor wrote no onion address (hidden_service/hostname)".to_string();
+    let address = match (address, service) {
+        (Some(a), true) => Some(a),
+        (None, true) => return "tor wrote no onion address (hidden_service/hostname)".to_string(),
+        (_, false) => None,
     };
-    let id = address.trim_end_matches(".onion").to_string();
+    let id = address
+        .as_deref()
+        .map(|a| a.trim_end_matches(".onion").to_string());
     let mut published = false;
     let mut last_percent = None;
     let mut report = |percent: u8, summary: String, published: bool| {
@@ -336,12 +372,12 @@ async fn follow(
             last_percent = Some(percent);
             tracing::info!("onion service: tor bootstrapped {percent}% ({summary})");
         }
-        let _ = status.send(if percent >= 100 {
-            OnionStatus::Publishing {
+        let _ = status.send(match (percent >= 100, &address) {
+            (true, Some(address)) => OnionStatus::Publishing {
                 address: address.clone(),
-            }
-        } else {
-            OnionStatus::Bootstrapping(percent, summary)
+            },
+            (true, None) => OnionStatus::Connected,
+            (false, _) => OnionStatus::Bootstrapping(percent, summary),
         });
     };
     if let Ok(phase) = control.getinfo("status/bootstrap-phase").await {
@@ -370,10 +406,12 @@ async fn follow(
                     }
                     "HS_DESC" => {
                         let words: Vec<&str> = first.split_whitespace().collect();
-                        if words.get(1) == Some(&"UPLOADED") && words.get(2) == Some(&id.as_str()) && !published {
-                            published = true;
-                            tracing::info!("onion service: descriptor uploaded");
-                            let _ = status.send(OnionStatus::Published { address: address.clone() });
+                        if let (Some(id), Some(address)) = (&id, &address) {
+                            if words.get(1) == Some(&"UPLOADED") && words.get(2) == Some(&id.as_str()) && !published {
+                                published = true;
+                                tracing::info!("onion service: descriptor uploaded");
+                                let _ = status.send(OnionStatus::Published { address: address.clone() });
+                            }
                         }
                     }
                     _ => {}

@@ -3,7 +3,9 @@
 //!
 //! Owns: every tor setting onionstream uses, and the layout of the `tor/` folder inside the
 //! data directory. Must never: open a port tor would listen on beyond the onion service (no
-//! SocksPort, no TCP ControlPort), or point the service at a non-loopback address.
+//! TCP SocksPort, no TCP ControlPort; an edge's SOCKS port is a unix socket in the private
+//! `tor/` folder that reaches onion addresses only), or point the service at a non-loopback
+//! address.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -26,6 +28,16 @@ pub struct OnionSettings {
     pub max_streams_per_circuit: u32,
     /// Close a circuit that exceeds it (`HiddenServiceMaxStreamsCloseCircuit`).
     pub max_streams_close_circuit: bool,
+    /// A SOCKS port (a unix socket, `tor/socks.sock`, onion addresses only) through which an
+    /// edge reaches its origin's onion address.
+    pub socks: bool,
+    /// Keys for onion services that require client authorization (`tor/client_auth/`): an
+    /// edge's key for a private origin.
+    pub client_auth: bool,
+    /// This service is an instance of an Onionbalance front address (`front.onion`): tor
+    /// then accepts introductions for the front (`HiddenServiceOnionbalanceInstance` and
+    /// `ob_config` in the service's folder).
+    pub balance_front: Option<String>,
     /// Extra torrc lines appended verbatim. Only for tests (joining a private Tor network);
     /// not exposed in the configuration file.
     pub extra_lines: Vec<String>,
@@ -42,6 +54,9 @@ impl Default for OnionSettings {
             intro_dos_burst_per_sec: 200,
             max_streams_per_circuit: 64,
             max_streams_close_circuit: true,
+            socks: false,
+            client_auth: false,
+            balance_front: None,
             extra_lines: Vec::new(),
         }
     }
@@ -69,6 +84,18 @@ impl TorPaths {
     }
     pub fn hostname_file(&self) -> PathBuf {
         self.hidden_service_dir().join("hostname")
+    }
+    /// Onionbalance's instance file: the front address this service answers for.
+    pub fn ob_config_file(&self) -> PathBuf {
+        self.hidden_service_dir().join("ob_config")
+    }
+    /// The SOCKS port of an edge's tor (a unix socket).
+    pub fn socks_socket(&self) -> PathBuf {
+        self.root.join("socks.sock")
+    }
+    /// `NAME.auth_private` files for onion services that require client authorization.
+    pub fn client_auth_dir(&self) -> PathBuf {
+        self.root.join("client_auth")
     }
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
@@ -99,23 +126,34 @@ pub fn quoted(p: &Path) -> String {
     out
 }
 
-/// The torrc text: the onion service forwards `virtual_port` to `target` (a loopback address).
+/// The torrc text: the onion service forwards `virtual_port` to `target` (a loopback address);
+/// no `target`: no onion service (an edge's tor that only reaches its origin).
 /// `owner_pid`: tor exits when that process is gone (onionstream killed with SIGKILL must not
 /// leave its tor publishing the site and holding the data directory).
 pub fn torrc(
     paths: &TorPaths,
-    target: SocketAddr,
+    target: Option<SocketAddr>,
     s: &OnionSettings,
     owner_pid: Option<u32>,
 ) -> String {
     let mut t = String::new();
-    let b = |v: bool| u8::from(v);
     let _ = writeln!(
         t,
         "# Written by onionstream at every start; edits are overwritten."
     );
     let _ = writeln!(t, "DataDirectory {}", quoted(&paths.data_dir()));
-    let _ = writeln!(t, "SocksPort 0");
+    if s.socks {
+        let _ = writeln!(
+            t,
+            "SocksPort unix:{} OnionTrafficOnly",
+            quoted(&paths.socks_socket())
+        );
+    } else {
+        let _ = writeln!(t, "SocksPort 0");
+    }
+    if s.client_auth {
+        let _ = writeln!(t, "ClientOnionAuthDir {}", quoted(&paths.client_auth_dir()));
+    }
     let _ = writeln!(t, "ControlPort unix:{}", quoted(&paths.control_socket()));
     let _ = writeln!(t, "CookieAuthentication 1");
     let _ = writeln!(t, "CookieAuthFile {}", quoted(&paths.cookie_file()));
@@ -125,12 +163,26 @@ pub fn torrc(
     if let Some(pid) = owner_pid {
         let _ = writeln!(t, "__OwningControllerProcess {pid}");
     }
+    if let Some(target) = target {
+        service_lines(&mut t, paths, target, s);
+    }
+    for line in &s.extra_lines {
+        let _ = writeln!(t, "{line}");
+    }
+    t
+}
+
+fn service_lines(t: &mut String, paths: &TorPaths, target: SocketAddr, s: &OnionSettings) {
+    let b = |v: bool| u8::from(v);
     let _ = writeln!(
         t,
         "HiddenServiceDir {}",
         quoted(&paths.hidden_service_dir())
     );
     let _ = writeln!(t, "HiddenServicePort {} {}", s.virtual_port, target);
+    if s.balance_front.is_some() {
+        let _ = writeln!(t, "HiddenServiceOnionbalanceInstance 1");
+    }
     let _ = writeln!(t, "HiddenServicePoWDefensesEnabled {}", b(s.pow_defenses));
     let _ = writeln!(
         t,
@@ -155,10 +207,6 @@ pub fn torrc(
         "HiddenServiceMaxStreamsCloseCircuit {}",
         b(s.max_streams_close_circuit)
     );
-    for line in &s.extra_lines {
-        let _ = writeln!(t, "{line}");
-    }
-    t
 }
 
 #[cfg(test)]
@@ -170,7 +218,7 @@ mod tests {
         let paths = TorPaths::new(Path::new("/var/lib/os data"));
         let text = torrc(
             &paths,
-            "127.0.0.1:8080".parse().unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap()),
             &OnionSettings::default(),
             Some(42),
         );
@@ -186,6 +234,27 @@ mod tests {
         assert!(text.contains("SocksPort 0\n"));
         assert!(text.contains("ControlPort unix:\"/var/lib/os data/tor/control.sock\"\n"));
         assert!(!text.contains("ControlPort 9"), "no TCP control port");
+        assert!(!text.contains("Onionbalance") && !text.contains("ClientOnionAuthDir"));
+    }
+
+    #[test]
+    fn an_edge_reaches_onions_through_a_unix_socket_and_answers_for_a_front() {
+        let paths = TorPaths::new(Path::new("/d"));
+        let s = OnionSettings {
+            socks: true,
+            client_auth: true,
+            balance_front: Some("front.onion".into()),
+            ..OnionSettings::default()
+        };
+        let text = torrc(&paths, Some("127.0.0.1:1".parse().unwrap()), &s, None);
+        assert!(text.contains("SocksPort unix:\"/d/tor/socks.sock\" OnionTrafficOnly\n"));
+        assert!(!text.contains("SocksPort 0"));
+        assert!(text.contains("ClientOnionAuthDir \"/d/tor/client_auth\"\n"));
+        assert!(text.contains("HiddenServiceOnionbalanceInstance 1\n"));
+        // Only reaching the origin: no service at all.
+        let text = torrc(&paths, None, &s, None);
+        assert!(!text.contains("HiddenService"), "{text}");
+        assert!(text.contains("SocksPort unix:"));
     }
 
     #[test]

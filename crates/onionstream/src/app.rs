@@ -22,6 +22,8 @@ use crate::title_file::{self, TitleWatch};
 
 /// How often the room forgets idle visitors and expired captchas.
 const ROOM_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the edges' onion addresses are read for Onionbalance.
+const BALANCE_EDGES_POLL: Duration = Duration::from_secs(5);
 /// After the listener closed: how long the background tasks get to end.
 const TASKS_GRACE: Duration = Duration::from_secs(5);
 
@@ -42,6 +44,8 @@ pub struct App {
     /// The source (an origin's); an edge's stream comes over its link to the origin.
     source: Option<SourceTask>,
     onion: Option<onion::service::OnionService>,
+    /// Onionbalance, at an origin with `balance.enabled`.
+    balance: Option<onion::balance::Balance>,
     control: Option<PathBuf>,
     _title_watch: Option<TitleWatch>,
 }
@@ -51,6 +55,13 @@ impl App {
     /// http://ADDR/` first). `Err`: why the server cannot start (for the user).
     pub async fn start(config: Config, test: TestKnobs) -> Result<App, String> {
         let origin = config.origin_config()?;
+        if config.balance.enabled && !config.onion.enabled {
+            return Err(
+                "balance.enabled needs the onion service (--onion or onion.enabled): \
+                 Onionbalance works through this server's tor"
+                    .into(),
+            );
+        }
         let spec: Option<media::source::SourceSpec> = match origin {
             Some(_) => None,
             None => Some(config.source.parse()?),
@@ -116,11 +127,30 @@ impl App {
         let counters = Arc::new(web::DeliveryCounters::default());
         let viewers = room::Viewers::new(config.stream_limits());
         let live = web::LiveHub::new(config.limits.max_live_sockets);
-        let upstream = origin.map(web::upstream::Upstream::new);
-        let relay = match is_origin && data_dir_usable {
-            true => web::relay::Relay::new(Some(room::edges::EdgeKeys::new(&data_dir))),
-            false => web::relay::Relay::disabled(),
-        };
+        // An onion origin is reached through this server's own tor.
+        let tor_paths = onion::torrc::TorPaths::new(&data_dir);
+        let reach_onion = origin.as_ref().is_some_and(|o| o.is_onion());
+        if let Some(o) = origin.as_ref().filter(|o| o.is_onion()) {
+            if let Some(auth) = &o.onion_auth {
+                onion::client_auth::write_client_private_file(
+                    &tor_paths.client_auth_dir(),
+                    "origin",
+                    o.host(),
+                    auth,
+                )
+                .map_err(|e| format!("the origin's onion key: {e}"))?;
+            }
+        }
+        let client_auth = origin
+            .as_ref()
+            .is_some_and(|o| o.is_onion() && o.onion_auth.is_some());
+        let upstream = origin.map(|o| {
+            web::upstream::Upstream::new(o, reach_onion.then(|| tor_paths.socks_socket()))
+        });
+        let relay_keys =
+            (is_origin && data_dir_usable).then(|| room::edges::EdgeKeys::new(&data_dir));
+        let relay = web::relay::Relay::new(relay_keys.clone());
+        let upstream_for_onion = upstream.clone();
         let state = web::AppState {
             config: Arc::new(config.web_config()),
             store: store.clone(),
@@ -195,20 +225,33 @@ impl App {
                 "onionstream: broadcaster login at http://{local}/broadcaster: user broadcaster, password {p}"
             );
         }
-        let onion = config.onion.enabled.then(|| {
+        let testnet = !test.torrc_lines.is_empty();
+        let onion = (config.onion.enabled || reach_onion).then(|| {
             let target = if local.ip().is_unspecified() {
                 SocketAddr::from(([127, 0, 0, 1], local.port()))
             } else {
                 local
             };
+            let mut settings = config.onion.settings(test.torrc_lines);
+            settings.socks = reach_onion;
+            settings.client_auth = client_auth;
+            if !config.onion.enabled {
+                settings.balance_front = None;
+            }
             let service = onion::service::OnionService::start(
                 &data_dir,
-                target,
-                config.onion.settings(test.torrc_lines),
+                config.onion.enabled.then_some(target),
+                settings,
             );
-            shutdown.spawn(announce_onion(service.status()));
+            shutdown.spawn(announce_onion(service.status(), upstream_for_onion.clone()));
             service
         });
+        let balance = match (config.balance.enabled, &relay_keys) {
+            (true, Some(keys)) => {
+                start_balance(&config, &data_dir, keys.clone(), testnet, &shutdown)
+            }
+            _ => None,
+        };
         if let Some(listener) = metrics_listener {
             let tor = onion.as_ref().map(|service| {
                 let status = service.status();
@@ -243,6 +286,7 @@ impl App {
             state,
             source,
             onion,
+            balance,
             control,
             _title_watch: title_watch,
         })
@@ -277,6 +321,9 @@ impl App {
         if let Some(source) = &self.source {
             source.stop();
         }
+        if let Some(balance) = self.balance {
+            balance.stop().await;
+        }
         if let Some(service) = self.onion {
             service.stop().await;
         }
@@ -291,6 +338,58 @@ impl App {
     }
 }
 
+/// Onionbalance for the front address of this origin: the front key (made once), the log
+/// lines that say where the front is and what it cannot do, and the supervisor, fed with the
+/// edges' onion addresses from `edges.json` (looked at every few seconds: edges report theirs
+/// when they link, `edge remove` drops one).
+fn start_balance(
+    config: &Config,
+    data_dir: &std::path::Path,
+    keys: room::edges::EdgeKeys,
+    testnet: bool,
+    shutdown: &Shutdown,
+) -> Option<onion::balance::Balance> {
+    let settings = onion::balance::BalanceSettings {
+        program: config.balance.program.clone(),
+        config_program: config.balance.config_program.clone(),
+        testnet,
+    };
+    let front = match onion::balance::ensure_front(data_dir, &settings) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("no front address: {e}");
+            return None;
+        }
+    };
+    println!("onionstream: front address http://{front}/ (edges: onion.front = \"{front}\")");
+    tracing::warn!(
+        "front address {front} (Onionbalance): at most {} edges per front address, no \
+         proof-of-work defence on the front descriptor, a dead edge stays listed until the \
+         edges' descriptors are fetched again (every 10 minutes)",
+        onion::balance::MAX_INSTANCES
+    );
+    let (tx, rx) = tokio::sync::watch::channel(keys.onions().unwrap_or_default());
+    shutdown.spawn(async move {
+        let mut tick = tokio::time::interval(BALANCE_EDGES_POLL);
+        loop {
+            tick.tick().await;
+            let keys = keys.clone();
+            let onions = tokio::task::spawn_blocking(move || keys.onions())
+                .await
+                .ok()
+                .and_then(Result::ok);
+            if let Some(onions) = onions {
+                tx.send_if_modified(|old| {
+                    let changed = *old != onions;
+                    *old = onions;
+                    changed
+                });
+            }
+        }
+    });
+    Some(onion::balance::Balance::start(data_dir, settings, rx))
+}
+
 fn tor_status(s: &onion::service::OnionStatus) -> web::metrics::TorStatus {
     use onion::service::OnionStatus as O;
     use web::metrics::TorStatus as T;
@@ -300,11 +399,16 @@ fn tor_status(s: &onion::service::OnionStatus) -> web::metrics::TorStatus {
         O::Published { .. } => T::Published,
         O::Restarting { .. } => T::Restarting,
         O::TorMissing => T::Missing,
+        O::Connected => T::Published,
     }
 }
 
-/// Prints the onion address once tor has uploaded the descriptor (the line scripts wait for).
-async fn announce_onion(mut status: tokio::sync::watch::Receiver<onion::service::OnionStatus>) {
+/// Prints the onion address once tor has uploaded the descriptor (the line scripts wait for);
+/// an edge also tells its origin from then on.
+async fn announce_onion(
+    mut status: tokio::sync::watch::Receiver<onion::service::OnionStatus>,
+    upstream: Option<web::upstream::Upstream>,
+) {
     use onion::service::OnionStatus;
     let mut announced = false;
     loop {
@@ -313,6 +417,13 @@ async fn announce_onion(mut status: tokio::sync::watch::Receiver<onion::service:
             OnionStatus::Published { address } if !announced => {
                 announced = true;
                 println!("onionstream: onion service published at http://{address}/");
+                if let Some(up) = &upstream {
+                    up.set_own_onion(address);
+                }
+            }
+            OnionStatus::Connected if !announced => {
+                announced = true;
+                tracing::info!("tor connected: the onion origin can be reached");
             }
             OnionStatus::Publishing { address } if !announced => {
                 tracing::info!("onion service: connected; publishing http://{address}/ ...");

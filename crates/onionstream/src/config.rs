@@ -33,6 +33,7 @@ pub struct Config {
     pub onion: OnionConfig,
     pub metrics: MetricsConfig,
     pub origin: OriginSection,
+    pub balance: BalanceConfig,
 }
 
 /// Running as an edge: the origin whose stream this server relays (`--origin`).
@@ -182,6 +183,31 @@ pub struct OnionConfig {
     pub max_streams_per_circuit: u32,
     /// Close a circuit that opens more.
     pub max_streams_close_circuit: bool,
+    /// An edge's onion service answers for this Onionbalance front address too (the origin
+    /// prints it when `balance.enabled`). Empty: no front.
+    pub front: String,
+}
+
+/// Onionbalance at the origin: one front address for every edge.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceConfig {
+    /// Publish a front address whose descriptor merges the edges' (needs `onion.enabled`).
+    pub enabled: bool,
+    /// The Onionbalance program, and the generator that makes the front key once.
+    pub program: PathBuf,
+    pub config_program: PathBuf,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        let d = onion::balance::BalanceSettings::default();
+        BalanceConfig {
+            enabled: false,
+            program: d.program,
+            config_program: d.config_program,
+        }
+    }
 }
 
 impl Default for OnionConfig {
@@ -196,6 +222,7 @@ impl Default for OnionConfig {
             intro_dos_burst_per_sec: d.intro_dos_burst_per_sec,
             max_streams_per_circuit: d.max_streams_per_circuit,
             max_streams_close_circuit: d.max_streams_close_circuit,
+            front: String::new(),
         }
     }
 }
@@ -211,6 +238,9 @@ impl OnionConfig {
             intro_dos_burst_per_sec: self.intro_dos_burst_per_sec,
             max_streams_per_circuit: self.max_streams_per_circuit,
             max_streams_close_circuit: self.max_streams_close_circuit,
+            socks: false,
+            client_auth: false,
+            balance_front: (!self.front.is_empty()).then(|| self.front.clone()),
             extra_lines,
         }
     }
@@ -295,6 +325,7 @@ impl Default for Config {
             onion: OnionConfig::default(),
             metrics: MetricsConfig::default(),
             origin: OriginSection::default(),
+            balance: BalanceConfig::default(),
         }
     }
 }
@@ -452,6 +483,17 @@ impl Config {
         }
         if !self.origin.url.is_empty() {
             self.origin_config()?;
+        }
+        if !self.onion.front.is_empty() && !onion::balance::is_onion_address(&self.onion.front) {
+            return Err(format!(
+                "onion.front {:?} is not an onion address (56 letters and digits, then .onion)",
+                self.onion.front
+            ));
+        }
+        if self.balance.enabled && !self.origin.url.is_empty() {
+            return Err(
+                "balance.enabled is for the origin, not an edge (origin.url is set)".into(),
+            );
         }
         let metrics = self.metrics.listen.trim();
         if !metrics.is_empty() {

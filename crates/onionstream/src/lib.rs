@@ -112,31 +112,33 @@ fn edge_command(cmd: &cli::EdgeCommand, config: &Config) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let keys = room::edges::EdgeKeys::new(&data_dir);
+    let hs_dir = onion::torrc::TorPaths::new(&data_dir).hidden_service_dir();
     let result = match cmd {
-        cli::EdgeCommand::Add { name } => keys.add(name).map(|key| {
-            println!("Edge '{name}' added. Give this key to that edge's operator only:");
-            println!();
-            println!("  {key}");
-            println!();
-            println!("The edge runs: onionstream --origin URL_OF_THIS_SERVER --origin-key KEY");
-            println!("(or origin.url and origin.key_file in its config). It is shown only now.");
-        }),
-        cli::EdgeCommand::List => keys.list().map(|edges| {
+        cli::EdgeCommand::Add { name } => add_edge(&keys, &hs_dir, name),
+        cli::EdgeCommand::List => keys.list().map_err(|e| e.to_string()).map(|edges| {
             if edges.is_empty() {
                 println!("No edges: no other server may relay this stream.");
             }
             for e in edges {
                 let ms = e.added.saturating_mul(1000) as i64;
                 println!(
-                    "{}\tadded {} {} UTC",
+                    "{}\tadded {} {} UTC\t{}",
                     e.name,
                     web::message_text::date_label(ms),
-                    web::message_text::time_label(ms)
+                    web::message_text::time_label(ms),
+                    e.onion.as_deref().unwrap_or("(no onion address reported)")
                 );
             }
         }),
         cli::EdgeCommand::Remove { name } => keys
             .remove(name)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                match onion::client_auth::remove_client(&hs_dir, &edge_client_name(name)) {
+                    Ok(()) | Err(onion::client_auth::ClientAuthError::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
             .map(|()| println!("Edge '{name}' removed; its key no longer works.")),
     };
     match result {
@@ -146,6 +148,44 @@ fn edge_command(cmd: &cli::EdgeCommand, config: &Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The onion client (client authorization) an edge gets at the origin.
+fn edge_client_name(edge: &str) -> String {
+    format!("edge-{edge}")
+}
+
+/// `edge add NAME`: the edge key, and a client-authorization key for the origin's onion
+/// service, printed together as one key, once.
+fn add_edge(
+    keys: &room::edges::EdgeKeys,
+    hs_dir: &std::path::Path,
+    name: &str,
+) -> Result<(), String> {
+    let key = keys.add(name).map_err(|e| e.to_string())?;
+    let client_name = edge_client_name(name);
+    let _ = onion::client_auth::remove_client(hs_dir, &client_name);
+    let client = match onion::client_auth::add_client(hs_dir, &client_name) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = keys.remove(name);
+            return Err(e.to_string());
+        }
+    };
+    println!("Edge '{name}' added. Give this key to that edge's operator only:");
+    println!();
+    println!("  {key}-{}", client.private_base32.to_ascii_lowercase());
+    println!();
+    println!("The edge runs: onionstream --origin URL_OF_THIS_SERVER --origin-key KEY");
+    println!("(or origin.url and origin.key_file in its config). It is shown only now.");
+    println!();
+    println!(
+        "This server's onion address now admits only its edges and the clients of `onion \
+         add-client` (client authorization, '{client_name}' for this edge): viewers come through \
+         the edges, or their front address (docs/SCALING.md). Takes effect when onionstream \
+         (re)starts."
+    );
+    Ok(())
 }
 
 fn onion_command(cmd: &cli::OnionCommand, config: &Config) -> ExitCode {

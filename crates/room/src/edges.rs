@@ -32,6 +32,9 @@ pub struct EdgeEntry {
     key_hash: String,
     /// Seconds since the Unix epoch.
     pub added: u64,
+    /// The edge's own onion address, as it last told the origin (for Onionbalance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onion: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -50,6 +53,8 @@ pub enum EdgeError {
     NoSuchEdge(String),
     #[error("at most {MAX_EDGES} edges")]
     TooMany,
+    #[error("'{0}' is not an onion address")]
+    BadOnion(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -190,6 +195,7 @@ impl EdgeKeys {
             added: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            onion: None,
         });
         self.write(edges)?;
         Ok(key)
@@ -204,6 +210,34 @@ impl EdgeKeys {
             return Err(EdgeError::NoSuchEdge(name.to_owned()));
         }
         self.write(edges)
+    }
+
+    /// Records the onion address edge `name` publishes (written only when it changed).
+    /// Anything but `[a-z2-7]{56}.onion` is refused.
+    pub fn set_onion(&self, name: &str, address: &str) -> Result<bool, EdgeError> {
+        let id = address.strip_suffix(".onion").unwrap_or_default();
+        let valid = id.len() == 56
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+        if !valid {
+            return Err(EdgeError::BadOnion(address.chars().take(80).collect()));
+        }
+        let mut edges = self.read()?;
+        let Some(e) = edges.iter_mut().find(|e| e.name == name) else {
+            return Err(EdgeError::NoSuchEdge(name.to_owned()));
+        };
+        if e.onion.as_deref() == Some(address) {
+            return Ok(false);
+        }
+        e.onion = Some(address.to_owned());
+        self.write(edges)?;
+        Ok(true)
+    }
+
+    /// The onion addresses the edges told the origin, one per edge that told one.
+    pub fn onions(&self) -> Result<Vec<String>, EdgeError> {
+        Ok(self.read()?.into_iter().filter_map(|e| e.onion).collect())
     }
 
     /// The name of the edge whose key this is, if any. Reads the file again when it changed;
@@ -278,6 +312,15 @@ mod tests {
             ["vps-1", "vps_2"]
         );
         assert!(matches!(keys.add("vps-1"), Err(EdgeError::Exists(_))));
+        let onion = format!("{}.onion", "a".repeat(56));
+        assert!(keys.set_onion("vps-1", &onion).unwrap(), "recorded");
+        assert!(!keys.set_onion("vps-1", &onion).unwrap(), "unchanged");
+        assert!(matches!(
+            keys.set_onion("vps-1", "evil\nline.onion"),
+            Err(EdgeError::BadOnion(_))
+        ));
+        assert_eq!(keys.onions().unwrap(), [onion.clone()]);
+        assert_eq!(other.check(&a).unwrap().as_deref(), Some("vps-1"));
         assert!(matches!(keys.add("a b"), Err(EdgeError::BadName(_))));
         assert!(matches!(keys.add(""), Err(EdgeError::BadName(_))));
         // Removal is seen at once by a handle that had the file cached, even within the same

@@ -45,6 +45,8 @@ pub const ACCESS_PATH: &str = "/edge/v1/access";
 pub const VIEWERS_PATH: &str = "/edge/v1/viewers";
 /// Response header naming this run of the origin (resuming is only offered within one run).
 pub const RUN_HEADER: &str = "onionstream-run";
+/// Request header in which an edge tells its own onion address (for Onionbalance).
+pub const EDGE_ONION_HEADER: &str = "onionstream-edge-onion";
 /// Response header with the origin's version (edges warn when theirs differs).
 pub const VERSION_HEADER: &str = "onionstream-version";
 /// A `free` box goes out when nothing else was sent for this long.
@@ -134,6 +136,8 @@ impl Relay {
 pub struct EdgeAuth {
     pub name: String,
     key: String,
+    /// The onion address the edge says it publishes, if it sent one.
+    onion: Option<String>,
 }
 
 impl FromRequestParts<AppState> for EdgeAuth {
@@ -152,7 +156,15 @@ impl FromRequestParts<AppState> for EdgeAuth {
             .unwrap_or_default()
             .to_owned();
         match keys.check(&key) {
-            Ok(Some(name)) => Ok(EdgeAuth { name, key }),
+            Ok(Some(name)) => Ok(EdgeAuth {
+                name,
+                key,
+                onion: parts
+                    .headers
+                    .get(EDGE_ONION_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            }),
             Ok(None) => {
                 DeliveryCounters::add(&app.counters.relay_refused, 1);
                 tracing::warn!(
@@ -182,6 +194,21 @@ impl FromRequestParts<AppState> for EdgeAuth {
     }
 }
 
+impl EdgeAuth {
+    /// Keeps the onion address the edge said it publishes (Onionbalance lists it).
+    fn record_onion(&self, relay: &Relay) {
+        if let (Some(keys), Some(onion)) = (&relay.keys, &self.onion) {
+            match keys.set_onion(&self.name, onion) {
+                Ok(true) => tracing::info!(edge = %self.name, "edge publishes {onion}"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(edge = %self.name, "edge's onion address not recorded: {e}")
+                }
+            }
+        }
+    }
+}
+
 /// `GET /edge/v1/stream`.
 pub async fn stream(State(app): State<AppState>, edge: EdgeAuth, uri: axum::http::Uri) -> Response {
     let after = uri
@@ -192,6 +219,7 @@ pub async fn stream(State(app): State<AppState>, edge: EdgeAuth, uri: axum::http
             (run == &*app.relay.run).then(|| seq.parse::<u64>().ok())?
         });
     tracing::info!(edge = %edge.name, resume = after.is_some(), "edge connected");
+    edge.record_onion(&app.relay);
     DeliveryCounters::add(&app.counters.relay_opened, 1);
     app.relay.link_opened(&edge.name);
     let feed = Feed {
@@ -369,6 +397,7 @@ pub async fn viewers(State(app): State<AppState>, edge: EdgeAuth, body: Bytes) -
         return ErrorPage::new(StatusCode::PAYLOAD_TOO_LARGE, "The report is too large.")
             .into_response();
     }
+    edge.record_onion(&app.relay);
     let text = String::from_utf8_lossy(&body);
     let mut n = 0;
     for line in text.lines().take(MAX_REPORT_TOKENS) {

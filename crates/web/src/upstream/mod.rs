@@ -15,6 +15,7 @@
 //! request that the viewer did not send (the origin must not tell an edge's viewer from its
 //! own), or decide a room question itself.
 
+pub mod connect;
 pub mod link;
 pub mod proxy;
 
@@ -25,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use room::Token;
+
+use connect::OriginConnector;
 
 /// How long an access answer from the origin is kept.
 pub const ACCESS_TTL: Duration = Duration::from_secs(5);
@@ -41,8 +43,12 @@ pub const ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct OriginConfig {
     /// `host:port` of the origin's HTTP listener (or onion address).
     pub authority: String,
-    /// The edge key `onionstream edge add` printed at the origin.
+    /// The edge key `onionstream edge add` printed at the origin (its first part: what the
+    /// origin checks).
     pub key: String,
+    /// Its second part: the client-authorization key for the origin's onion service (tor's
+    /// `ClientOnionAuthDir`), when the origin gave one.
+    pub onion_auth: Option<String>,
 }
 
 impl fmt::Debug for OriginConfig {
@@ -50,6 +56,7 @@ impl fmt::Debug for OriginConfig {
         f.debug_struct("OriginConfig")
             .field("authority", &self.authority)
             .field("key", &"(secret)")
+            .field("onion_auth", &self.onion_auth.as_ref().map(|_| "(secret)"))
             .finish()
     }
 }
@@ -91,10 +98,34 @@ impl OriginConfig {
             Some(_) => authority.to_string(),
             None => format!("{}:80", authority.host()),
         };
+        // `osedge1-SECRET` or `osedge1-SECRET-ONIONAUTH`.
+        let (key, onion_auth) = match key
+            .strip_prefix(room::edges::KEY_PREFIX)
+            .and_then(|rest| rest.split_once('-'))
+        {
+            Some((secret, auth)) => (
+                format!("{}{secret}", room::edges::KEY_PREFIX),
+                Some(auth.to_owned()),
+            ),
+            None => (key.to_owned(), None),
+        };
         Ok(OriginConfig {
             authority,
-            key: key.to_owned(),
+            key,
+            onion_auth,
         })
+    }
+
+    /// The origin's host, without the port.
+    pub fn host(&self) -> &str {
+        self.authority
+            .rsplit_once(':')
+            .map_or(self.authority.as_str(), |(h, _)| h)
+    }
+
+    /// Whether the origin is an onion address (reached through tor).
+    pub fn is_onion(&self) -> bool {
+        self.host().to_ascii_lowercase().ends_with(".onion")
     }
 }
 
@@ -110,8 +141,11 @@ pub enum EdgeAccess {
 #[derive(Clone)]
 pub struct Upstream {
     origin: Arc<OriginConfig>,
-    client: Client<HttpConnector, Body>,
+    client: Client<OriginConnector, Body>,
     access: Arc<Mutex<HashMap<Token, (Instant, EdgeAccess)>>>,
+    /// This edge's own onion address, once tor made it: told to the origin with each link, so
+    /// its Onionbalance can list it.
+    own_onion: Arc<Mutex<Option<String>>>,
 }
 
 impl fmt::Debug for Upstream {
@@ -123,10 +157,9 @@ impl fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn new(origin: OriginConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(ORIGIN_TIMEOUT));
+    /// The origin, reached directly, or through tor's SOCKS socket `socks`.
+    pub fn new(origin: OriginConfig, socks: Option<std::path::PathBuf>) -> Self {
+        let connector = OriginConnector::new(socks, ORIGIN_TIMEOUT);
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -134,7 +167,13 @@ impl Upstream {
             origin: Arc::new(origin),
             client,
             access: Arc::default(),
+            own_onion: Arc::default(),
         }
+    }
+
+    /// Records this edge's own onion address (told to the origin from the next link on).
+    pub fn set_own_onion(&self, address: String) {
+        *self.own_onion.lock().unwrap_or_else(|p| p.into_inner()) = Some(address);
     }
 
     /// `host:port` of the origin.
@@ -164,6 +203,14 @@ impl Upstream {
         let bearer = HeaderValue::from_str(&format!("Bearer {}", self.origin.key))
             .map_err(|_| "the origin key cannot go in a header".to_string())?;
         req.headers_mut().insert(header::AUTHORIZATION, bearer);
+        let own = self
+            .own_onion
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(v) = own.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            req.headers_mut().insert(crate::relay::EDGE_ONION_HEADER, v);
+        }
         Ok(req)
     }
 
@@ -235,7 +282,17 @@ mod tests {
         assert_eq!(o.authority, "127.0.0.1:8080");
         let o = OriginConfig::parse("http://abcdef.onion", " k ").unwrap();
         assert_eq!(o.authority, "abcdef.onion:80");
+        assert_eq!(o.host(), "abcdef.onion");
+        assert!(o.is_onion());
         assert_eq!(o.key, "k");
+        assert_eq!(o.onion_auth, None);
+        let o = OriginConfig::parse("http://abcdef.onion/", "osedge1-abc-XYZ").unwrap();
+        assert_eq!(o.key, "osedge1-abc");
+        assert_eq!(o.onion_auth.as_deref(), Some("XYZ"));
+        assert!(
+            !format!("{o:?}").contains("XYZ"),
+            "Debug hides the onion key"
+        );
         assert!(!format!("{o:?}").contains("\"k\""), "Debug hides the key");
         for bad in [
             "https://x.onion/",
