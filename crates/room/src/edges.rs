@@ -319,7 +319,7 @@ mod tests {
             keys.set_onion("vps-1", "evil\nline.onion"),
             Err(EdgeError::BadOnion(_))
         ));
-        assert_eq!(keys.onions().unwrap(), [onion.clone()]);
+        assert_eq!(keys.onions().unwrap(), [onion]);
         assert_eq!(other.check(&a).unwrap().as_deref(), Some("vps-1"));
         assert!(matches!(keys.add("a b"), Err(EdgeError::BadName(_))));
         assert!(matches!(keys.add(""), Err(EdgeError::BadName(_))));
