@@ -8,7 +8,6 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -40,8 +39,9 @@ pub struct ServerProcess {
 }
 
 /// Starts `onionstream` ([`server_binary`]) on a free loopback port with `--source SOURCE
-/// --data-dir DATA --config CONFIG` and waits for its "serving" line. Its later output (such
-/// as the broadcaster's password) is read and dropped.
+/// --data-dir DATA --config CONFIG` and waits for its "serving" line
+/// ([`testkit::server::serving_addr`]). Its later output (such as the broadcaster's password)
+/// is read and dropped.
 pub async fn start_server(
     source: &OsStr,
     data: &Path,
@@ -70,23 +70,9 @@ pub async fn start_server(
         })?;
     let pid = child.id().ok_or("the server exited at once")?;
     let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    let prefix = "onionstream: serving http://";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, lines.next_line()).await {
-            Ok(Ok(Some(l))) => {
-                if let Some(a) = l.strip_prefix(prefix) {
-                    break a
-                        .trim_end_matches('/')
-                        .parse::<std::net::SocketAddr>()
-                        .map_err(|_| format!("unexpected line: {l}"))?;
-                }
-            }
-            Ok(_) => return Err("the server exited before serving".into()),
-            Err(_) => return Err("the server did not start within 30 s".into()),
-        }
-    };
+    let addr = testkit::server::serving_addr(&mut lines, testkit::server::START_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     let (metrics_tx, metrics) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
         let prefix = "onionstream: metrics at http://";

@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use testkit::proc::alive;
 use testkit::temp::TempDir;
 
 use media::source::ffmpeg::{Command, Preset, Supervisor, STALL_TIMEOUT};
@@ -492,13 +493,6 @@ async fn garbage_on_stdout_is_killed_and_never_goes_online() {
         .count();
     assert!(count >= 2, "killed and restarted: {count} runs");
     assert!(source.still_running());
-}
-
-fn alive(pid: u32) -> bool {
-    // A reaped process has no /proc entry; a zombie would mean nobody waited for it.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
 }
 
 fn pids(file: &Path) -> Vec<u32> {

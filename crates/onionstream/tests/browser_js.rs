@@ -22,6 +22,7 @@ use harness::{Browser, ProxyTrap};
 use serde_json::{json, Value};
 
 use common::*;
+use testkit::media::hls_writer;
 
 /// No captchas, no minimum interval between messages.
 const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
@@ -505,21 +506,6 @@ async fn the_broadcasters_hide_and_ban_act_on_a_viewers_live_page() {
     server.stop().await;
 }
 
-/// The seed's `stream.sh` in short: real-time test pattern to HLS fMP4 in `dir`.
-fn hls_writer(dir: &Path) -> tokio::process::Child {
-    tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args("-c:v libx264 -preset ultrafast -tune zerolatency -g 30 -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 64k".split(' '))
-        .args("-f hls -hls_init_time 0 -hls_time 1 -hls_list_size 30 -hls_flags delete_segments -hls_segment_type fmp4".split(' '))
-        .arg(dir.join("stream.m3u8"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg runs")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_follows_the_stream_going_live_and_offline_without_reloading() {
     let folder = temp_dir("js-folder");
@@ -548,7 +534,7 @@ async fn the_live_page_follows_the_stream_going_live_and_offline_without_reloadi
     );
 
     // The broadcaster starts streaming: the page goes live and plays, by itself.
-    let mut writer = hls_writer(&folder);
+    let mut writer = hls_writer(&folder, "320x180");
     wait_until(
         c,
         "const v = document.querySelector('video'); return document.getElementById('live-state').textContent === 'LIVE' && v && v.currentTime > 1",

@@ -3,11 +3,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use testkit::http::{form_request, post_form, try_exchange};
+use testkit::proc::wait_gone;
 
 /// No captchas (their answers cannot be read from outside the process), no minimum interval.
 const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
@@ -17,83 +18,6 @@ const BOB: &str = "bob_bob_bob_bob_0002";
 const VIEWER: &str = "viewerviewerviewer03";
 
 const BANNED: &str = "You are banned from the chat.";
-
-/// Sends one raw request and reads the whole answer; an error if the server is gone.
-async fn try_exchange(addr: SocketAddr, req: String) -> std::io::Result<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .map_err(|_| std::io::Error::other("no answer within 10 s"))??;
-    Ok(raw)
-}
-
-fn form_request(addr: SocketAddr, path: &str, body: &str) -> String {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// POSTs a form (no cookies); the whole response, body de-chunked.
-async fn post_form(addr: SocketAddr, path: &str, body: &str) -> Response {
-    let raw = try_exchange(addr, form_request(addr, path, body))
-        .await
-        .unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let mut headers = HashMap::new();
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let mut rest = &raw[split + 4..];
-    let body = if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
-        let mut out = Vec::new();
-        loop {
-            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(
-                String::from_utf8_lossy(&rest[..end])
-                    .split(';')
-                    .next()
-                    .unwrap()
-                    .trim(),
-                16,
-            )
-            .unwrap();
-            rest = &rest[end + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        out
-    } else {
-        rest.to_vec()
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
 
 /// The message form of `t`, whose one-shot notice this GET takes.
 async fn form(addr: SocketAddr, t: &str) -> String {
@@ -233,24 +157,6 @@ async fn moderate(addr: SocketAddr, bt: &str, key: &str, action: &str, target: &
     )
     .await;
     assert_eq!(r.status, 303, "{action} {target}: {}", r.text());
-}
-
-/// Waits until process `pid` has exited (its files, and so its database lock, are released).
-async fn wait_gone(pid: u32) {
-    let start = Instant::now();
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return,
-            Ok(stat) => {
-                let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
-                if state == Some('Z') || state == Some('X') {
-                    return;
-                }
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{pid} lives on");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// What the chat must show after Alice's messages (one hidden by the broadcaster) and Bob's
@@ -465,7 +371,7 @@ async fn kill_9_and_restarts_keep_every_acknowledged_message_ban_hide_and_login(
     }
     let pid = server.pid();
     kill(pid);
-    wait_gone(pid).await;
+    wait_gone(pid, Duration::from_secs(10)).await;
     let refused = poster.await.unwrap();
     assert!(refused.is_empty(), "Carol was refused: {refused:?}");
     let acked = acked.lock().unwrap().clone();

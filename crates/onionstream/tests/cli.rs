@@ -1,18 +1,8 @@
 //! The command line: a complete `--help`, and clear errors naming bad values.
 
-use std::process::Command;
+mod common;
 
-fn onionstream(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::run as onionstream;
 
 #[test]
 fn help_documents_every_flag_source_and_ffmpeg_command() {

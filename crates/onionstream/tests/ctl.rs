@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use testkit::http::post_form;
 
 /// Chat captchas off: a test cannot look at a picture (the web crate's tests solve them).
 const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n[chat]\nmin_interval_ms = 0\n";
@@ -59,23 +60,6 @@ impl Console {
     }
 }
 
-async fn post_form(addr: std::net::SocketAddr, path: &str, body: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Posts `text` as the visitor with token `t` through the no-JS form.
 async fn say(addr: std::net::SocketAddr, t: &str, text: &str) {
     let form = get(addr, &format!("/chat/form?token={t}")).await.text();
@@ -85,7 +69,8 @@ async fn say(addr: std::net::SocketAddr, t: &str, text: &str) {
         &format!("/chat/post?token={t}"),
         &format!("nonce={nonce}&text={}", enc(text)),
     )
-    .await;
+    .await
+    .status;
     assert_eq!(status, 303);
 }
 
@@ -303,7 +288,8 @@ async fn events_stream_every_kind_of_change_without_secrets() {
         &format!("/chat/appearance?token={ALICE}"),
         &format!("nonce={nonce}&name=Evented+Alice"),
     )
-    .await;
+    .await
+    .status;
     assert_eq!(status, 303);
     let mut console = Console::open(&dir);
     let shown = console.call("chat.show", json!({"count": 1}));

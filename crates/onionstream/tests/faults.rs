@@ -52,7 +52,7 @@ async fn burst(
             &format!("nonce={nonce}&text={name}+{n}"),
         );
         match try_exchange(addr, post).await {
-            Ok(raw) if status_of(&raw) == 303 => acked.lock().unwrap().push(n),
+            Ok(raw) if parse(&raw).status == 303 => acked.lock().unwrap().push(n),
             _ => return,
         }
     }
@@ -391,7 +391,7 @@ async fn folder_segments_truncated_or_deleted_before_the_reader_gets_them_are_sk
         panic!("ffmpeg is needed (apt-get install ffmpeg)");
     }
     let dir = temp_dir("faults-folder");
-    let _writer = hls_writer(&dir);
+    let _writer = hls_writer(&dir, "320x240");
     let server = Server::start(&["--source", &format!("folder:{}", dir.display())], None).await;
     wait_state(&server, "LIVE", Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use testkit::http::{form_request, get_request, parse_all};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -31,28 +32,10 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 
 const T: &str = "hostilehostilehostile01";
 
-/// One parsed response.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// Sends `request` on a new connection and reads until the server closes (at most 15 s).
 /// Write errors are ignored (the server may answer and close before taking everything).
+/// Unlike `testkit::http::exchange`, the write half stays open: the server decides when the
+/// connection ends. Parse what comes with `parse_all`.
 async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut rd, mut wr) = stream.into_split();
@@ -69,72 +52,10 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     raw
 }
 
-/// Parses every response in `raw`, in order. `head_only` for answers to HEAD.
-fn parse_replies(mut raw: &[u8], head_only: bool) -> Vec<Reply> {
-    let mut out = Vec::new();
-    while let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        assert!(
-            status_line.starts_with("HTTP/1."),
-            "not a response: {status_line:?}"
-        );
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        raw = &raw[split + 4..];
-        let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        let body = if head_only || status == 304 || status == 204 {
-            Vec::new()
-        } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            let mut body = Vec::new();
-            loop {
-                let Some(end) = raw.windows(2).position(|w| w == b"\r\n") else {
-                    raw = &[];
-                    break;
-                };
-                let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..end]).trim(), 16)
-                    .unwrap_or(0);
-                raw = &raw[end + 2..];
-                if size == 0 {
-                    raw = raw.get(2..).unwrap_or(&[]);
-                    break;
-                }
-                let take = size.min(raw.len());
-                body.extend_from_slice(&raw[..take]);
-                raw = raw.get(take + 2..).unwrap_or(&[]);
-            }
-            body
-        } else if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            let take = len.min(raw.len());
-            let b = raw[..take].to_vec();
-            raw = &raw[take..];
-            b
-        } else {
-            let b = raw.to_vec();
-            raw = &[];
-            b
-        };
-        out.push(Reply {
-            status,
-            headers,
-            body,
-        });
-    }
-    out
-}
-
 /// The one response to `request`; panics if there is none or a 5xx.
-async fn one_reply(addr: SocketAddr, request: &[u8]) -> Reply {
+async fn one_reply(addr: SocketAddr, request: &[u8]) -> Response {
     let raw = exchange(addr, request).await;
-    let mut replies = parse_replies(&raw, request.starts_with(b"HEAD "));
+    let mut replies = parse_all(&raw, request.starts_with(b"HEAD "));
     assert!(
         !replies.is_empty(),
         "no response to {:?}: got {:?}",
@@ -150,19 +71,6 @@ async fn one_reply(addr: SocketAddr, request: &[u8]) -> Reply {
         r.text()
     );
     r
-}
-
-fn get_request(addr: SocketAddr, target: &str) -> Vec<u8> {
-    format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes()
-}
-
-fn form_request(addr: SocketAddr, path: &str, body: &str) -> Vec<u8> {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 /// The server still answers a normal page.
@@ -313,7 +221,7 @@ async fn a_trickled_request_body_is_cut_at_the_deadline() {
             took < CLOSED_WITHIN,
             "{path}: a body trickled for {took:?} was still being read"
         );
-        let replies = parse_replies(&answer, false);
+        let replies = parse_all(&answer, false);
         let r = replies
             .first()
             .unwrap_or_else(|| panic!("{path}: closed without a word"));
@@ -398,7 +306,7 @@ async fn huge_headers_get_431_and_memory_stays_bounded() {
                 format!("GET / HTTP/1.1\r\nHost: {addr}\r\n{junk}\r\n").as_bytes(),
             )
             .await;
-            parse_replies(&raw, false).first().map(|r| r.status)
+            parse_all(&raw, false).first().map(|r| r.status)
         }));
         if i % 20 == 0 {
             peak = peak.max(rss_kib(server.pid()));
@@ -464,7 +372,7 @@ async fn oversized_bodies_get_413_before_they_are_read() {
             100 * 1024 * 1024
         );
         let raw = exchange(addr, head.as_bytes()).await;
-        let replies = parse_replies(&raw, false);
+        let replies = parse_all(&raw, false);
         assert_eq!(
             replies.first().map(|r| r.status),
             Some(413),
@@ -708,7 +616,7 @@ async fn invalid_utf8_anywhere_is_a_4xx_never_a_5xx() {
     ));
     for (what, request) in requests {
         let raw = exchange(addr, &request).await;
-        let replies = parse_replies(&raw, false);
+        let replies = parse_all(&raw, false);
         let r = replies
             .first()
             .unwrap_or_else(|| panic!("{what}: no answer at all"));
@@ -871,7 +779,7 @@ async fn other_methods_get_405_with_allow_and_head_is_sane() {
             format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
         )
         .await;
-        let replies = parse_replies(&raw, false);
+        let replies = parse_all(&raw, false);
         let status = replies.first().map(|r| r.status);
         assert!(
             status.is_some_and(|s| (400..500).contains(&s)),
@@ -896,7 +804,7 @@ async fn other_methods_get_405_with_allow_and_head_is_sane() {
                 .as_bytes(),
         )
         .await;
-        let h = parse_replies(&raw, true);
+        let h = parse_all(&raw, true);
         assert_eq!(h.len(), 1, "{path}: {:?}", String::from_utf8_lossy(&raw));
         let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         assert_eq!(raw.len(), split + 4, "HEAD {path} has no body");
@@ -948,7 +856,7 @@ async fn http_1_0_absolute_targets_and_odd_request_lines() {
         format!("GET /info?token={T} HTTP/1.0\r\n\r\n").as_bytes(),
     )
     .await;
-    let r = &parse_replies(&raw, false)[0];
+    let r = &parse_all(&raw, false)[0];
     assert_eq!(r.status, 200);
     assert!(r.header("transfer-encoding").is_none());
     assert!(r.text().contains("id=\"title\""), "{}", r.text());
@@ -992,7 +900,7 @@ async fn http_1_0_absolute_targets_and_odd_request_lines() {
             println!("{line:?}: closed without an answer");
             continue;
         }
-        let replies = parse_replies(&raw, false);
+        let replies = parse_all(&raw, false);
         let status = replies.first().map(|r| r.status);
         println!("{line:?}: {status:?}");
         assert!(
@@ -1100,7 +1008,7 @@ async fn request_smuggling_attempts_are_refused() {
     ];
     for (what, request, must_be_400) in cases {
         let raw = exchange(addr, request.as_bytes()).await;
-        let replies = parse_replies(&raw, false);
+        let replies = parse_all(&raw, false);
         let text = String::from_utf8_lossy(&raw);
         assert!(!replies.is_empty(), "{what}: no answer");
         println!(

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use testkit::http::{exchange, post_form};
 
 const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
 
@@ -27,73 +27,6 @@ const PAGES: [&str; 6] = [
     "/chat/users",
     "/chat/appearance",
 ];
-
-// ---------------------------------------------------------------------------------------
-// Small HTTP helpers (raw requests, forms, Basic auth).
-
-/// Sends one raw request, reads the whole answer (the server closes: `Connection: close`).
-async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = s.write_all(request).await;
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut raw)).await;
-    raw
-}
-
-/// The first response in `raw` (body de-chunked).
-fn parse(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let mut headers = HashMap::new();
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let mut rest = &raw[split + 4..];
-    let body = if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
-        let mut out = Vec::new();
-        while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
-            let size =
-                usize::from_str_radix(String::from_utf8_lossy(&rest[..end]).trim(), 16).unwrap();
-            rest = &rest[end + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        out
-    } else {
-        rest.to_vec()
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn post_form(addr: SocketAddr, path: &str, body: &str) -> Response {
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    parse(&exchange(addr, req.as_bytes()).await)
-}
 
 /// Posts `text` through the no-JS form (with a captcha answer if given); the form after.
 async fn post_message(addr: SocketAddr, t: &str, text: &str) -> String {
@@ -342,22 +275,20 @@ async fn every_response_has_a_strict_csp_and_names_no_software() {
     .await;
     assert_eq!(r.status, 403);
     responses.push(("POST /chat/moderate".into(), r, true));
-    let r = parse(
-        &exchange(
-            addr,
-            format!("PUT /info HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").as_bytes(),
-        )
-        .await,
-    );
+    let r = exchange(
+        addr,
+        format!(
+            "PUT /info HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        ),
+    )
+    .await;
     assert_eq!(r.status, 405);
     responses.push(("PUT /info".into(), r, true));
-    let r = parse(
-        &exchange(
-            addr,
-            format!("POST /chat/post HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 99999999\r\n\r\n").as_bytes(),
-        )
-        .await,
-    );
+    let r = exchange(
+        addr,
+        format!("POST /chat/post HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 99999999\r\n\r\n"),
+    )
+    .await;
     assert_eq!(r.status, 413);
     responses.push(("POST 99 MB".into(), r, true));
     // Non-HTML answers carry the same headers.
@@ -374,6 +305,7 @@ async fn every_response_has_a_strict_csp_and_names_no_software() {
     responses.push((
         "/stream.mp4".into(),
         Response {
+            status_line: stream.status_line.clone(),
             status: stream.status,
             headers: stream.headers.clone(),
             body: Vec::new(),
@@ -390,7 +322,7 @@ async fn every_response_has_a_strict_csp_and_names_no_software() {
         format!("GET / HTTP/1.1\r\nHost: {addr}\r\nBad Header: x\r\n\r\n"),
         "GET /\x01 HTTP/1.1\r\n\r\n".to_string(),
     ] {
-        let r = parse(&exchange(addr, raw.as_bytes()).await);
+        let r = exchange(addr, &raw).await;
         assert!(
             r.status == 400 || r.status == 431,
             "{} to {:?}",

@@ -3,29 +3,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::process::{Child, Command};
+use testkit::media::hls_writer;
+use tokio::process::Command;
 
 const T: &str = "sourcessourcessources";
-
-/// The seed's `stream.sh` in short: real-time test pattern to HLS fMP4 in `dir`.
-fn hls_writer(dir: &Path, size: &str) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30")])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args("-c:v libx264 -preset ultrafast -tune zerolatency -g 30 -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 64k".split(' '))
-        .args("-f hls -hls_init_time 0 -hls_time 1 -hls_list_size 30 -hls_flags delete_segments -hls_segment_type fmp4".split(' '))
-        .arg(dir.join("stream.m3u8"))
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg runs")
-}
 
 async fn ten_seconds_decode(server: &Server, what: &str) -> Vec<u8> {
     server.wait_live(Duration::from_secs(30)).await;

@@ -1,4 +1,5 @@
-//! Scratch directories for tests, removed when dropped (also when a test panics).
+//! Scratch directories for tests, removed when dropped (also when a test panics), unless
+//! kept on purpose ([`TempDir::keep`]).
 //!
 //! Owns: [`TempDir`]. Must never: reuse a directory of another test or run (the name carries
 //! the process id, a counter and a random part).
@@ -40,10 +41,19 @@ impl TempDir {
         std::fs::create_dir_all(&dir).expect("create a subdirectory");
         dir
     }
+
+    /// The directory, no longer removed on drop (for a test that hands its path around and
+    /// outlives any one owner, e.g. a data directory several servers open in turn).
+    pub fn keep(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
+    }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return; // kept
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

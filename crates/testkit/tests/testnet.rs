@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use testkit::proc::alive;
 use testkit::temp::TempDir;
 use testkit::testnet::{socks5_connect, TestNetwork};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,17 +44,6 @@ async fn fetch(net: &TestNetwork, host: &str) -> std::io::Result<String> {
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await?;
     Ok(String::from_utf8_lossy(&resp).into_owned())
-}
-
-/// True if `pid` is a live (not zombie) process.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
-            !matches!(state.and_then(|r| r.chars().next()), Some('Z') | Some('X'))
-        }
-        Err(_) => false,
-    }
 }
 
 fn tail(path: &Path) -> String {

@@ -69,7 +69,7 @@ async fn start_with(config: RoomConfig, live: bool) -> TestServer {
     }
 }
 
-use testkit::http::Response;
+use testkit::http::{self, Response};
 
 /// What the chat's pages hold.
 trait Page {
@@ -80,22 +80,24 @@ trait Page {
 
 impl Page for Response {
     fn input(&self, name: &str) -> Option<String> {
+        let body = self.text();
         let marker = format!("name=\"{name}\" value=\"");
-        let start = self.body.find(&marker)? + marker.len();
-        let end = self.body[start..].find('"')?;
-        Some(self.body[start..start + end].to_string())
+        let start = body.find(&marker)? + marker.len();
+        let end = body[start..].find('"')?;
+        Some(body[start..start + end].to_string())
     }
 
     fn notice(&self) -> Option<String> {
-        let start = self.body.find("id=\"notice\"")?;
-        let open = self.body[start..].find('>')? + start + 1;
-        let close = self.body[open..].find("</p>")? + open;
-        Some(self.body[open..close].to_string())
+        let body = self.text();
+        let start = body.find("id=\"notice\"")?;
+        let open = body[start..].find('>')? + start + 1;
+        let close = body[open..].find("</p>")? + open;
+        Some(body[open..close].to_string())
     }
 }
 
 async fn request(addr: SocketAddr, raw: Vec<u8>) -> Response {
-    testkit::http::exchange(addr, &raw).await
+    http::exchange(addr, raw).await
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Response {
@@ -103,12 +105,7 @@ async fn get(addr: SocketAddr, path: &str) -> Response {
 }
 
 async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        raw.push_str(&format!("{k}: {v}\r\n"));
-    }
-    raw.push_str("\r\n");
-    request(addr, raw.into_bytes()).await
+    request(addr, http::request("GET", path, "x", headers, b"")).await
 }
 
 fn form_encode(fields: &[(&str, &str)]) -> String {
@@ -133,11 +130,17 @@ fn form_encode(fields: &[(&str, &str)]) -> String {
 
 async fn post(addr: SocketAddr, path: &str, fields: &[(&str, &str)]) -> Response {
     let body = form_encode(fields);
-    let raw = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let raw = http::request(
+        "POST",
+        path,
+        "x",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Length", &body.len().to_string()),
+        ],
+        body.as_bytes(),
     );
-    request(addr, raw.into_bytes()).await
+    request(addr, raw).await
 }
 
 fn token(n: u32) -> String {
@@ -147,7 +150,7 @@ fn token(n: u32) -> String {
 /// Opens the form, solves its captcha if it shows one, and posts `text`.
 async fn say(srv: &TestServer, t: &str, text: &str) -> Response {
     let form = get(srv.addr, &format!("/chat/form?token={t}")).await;
-    assert_eq!(form.status, 200, "{}", form.body);
+    assert_eq!(form.status, 200, "{}", form.text());
     let nonce = form.input("nonce").expect("form has a nonce");
     let mut fields = vec![("nonce", nonce.clone()), ("text", text.to_string())];
     if let Some(id) = form.input("captcha_id") {
@@ -158,7 +161,7 @@ async fn say(srv: &TestServer, t: &str, text: &str) -> Response {
     }
     let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = post(srv.addr, &format!("/chat/post?token={t}"), &f).await;
-    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(
         r.header("location"),
         Some(format!("/chat/form?token={t}").as_str())
@@ -195,7 +198,7 @@ async fn login(srv: &TestServer) -> String {
         &[("Authorization", &format!("Basic {cred}"))],
     )
     .await;
-    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.status, 303, "{}", r.text());
     r.header("location")
         .and_then(|l| l.strip_prefix("/?token="))
         .expect("redirect to the page with the broadcaster's token")
@@ -230,21 +233,26 @@ async fn a_message_needs_a_solved_captcha_first_and_then_appears_for_everyone() 
         form.notice().as_deref(),
         Some("Solve this captcha to send your message.")
     );
-    assert!(form.body.contains(">hello from alice</textarea>"));
-    assert!(!messages(&srv, &bob).await.body.contains("hello from alice"));
+    assert!(form.text().contains(">hello from alice</textarea>"));
+    assert!(!messages(&srv, &bob)
+        .await
+        .text()
+        .contains("hello from alice"));
     // The notice is shown once.
     let again = get(srv.addr, &format!("/chat/form?token={alice}")).await;
     assert_eq!(again.notice(), None);
     say(&srv, &alice, "hello from alice").await;
     let page = messages(&srv, &bob).await;
     assert!(page
-        .body
+        .text()
         .contains("<span class=\"text\">hello from alice</span>"));
-    assert!(page.body.contains(">Anonymous</span><span class=\"tag\">#"));
+    assert!(page
+        .text()
+        .contains(">Anonymous</span><span class=\"tag\">#"));
     // Refresh target: the newest message is at the bottom and the page jumps there.
-    assert!(page.body.contains("url=/chat/messages?token="));
-    assert!(page.body.contains("#end\">"));
-    assert!(page.body.contains("<a id=\"end\"></a>"));
+    assert!(page.text().contains("url=/chat/messages?token="));
+    assert!(page.text().contains("#end\">"));
+    assert!(page.text().contains("<a id=\"end\"></a>"));
 }
 
 #[tokio::test]
@@ -289,8 +297,8 @@ async fn a_replayed_captcha_and_a_resent_form_post_nothing() {
         Some("That captcha was already used. Solve this new one.")
     );
     let page = messages(&srv, &alice).await;
-    assert_eq!(page.body.matches("only once").count(), 1);
-    assert!(!page.body.contains("<span class=\"text\">replay"));
+    assert_eq!(page.text().matches("only once").count(), 1);
+    assert!(!page.text().contains("<span class=\"text\">replay"));
 }
 
 #[tokio::test]
@@ -343,19 +351,19 @@ async fn appearance_changes_show_in_the_messages_frame() {
     say(&srv, &alice, "after").await;
     let page = messages(&srv, &token(6)).await;
     assert!(
-        page.body.contains(".cffcc00{color:#ffcc00}"),
+        page.text().contains(".cffcc00{color:#ffcc00}"),
         "{}",
-        page.body
+        page.text()
     );
     assert!(page
-        .body
+        .text()
         .contains("<span class=\"name cffcc00\">Alice</span>"));
     let trip = srv
         .room
         .me(&room::Token::parse(&alice).unwrap())
         .tripcode
         .unwrap();
-    assert!(page.body.contains(&format!(">!{}</span>", trip.as_str())));
+    assert!(page.text().contains(&format!(">!{}</span>", trip.as_str())));
     // The colour class is allowed by this response's own style nonce, and nothing else is.
     let csp = page.header("content-security-policy").unwrap();
     let nonce = csp
@@ -363,7 +371,7 @@ async fn appearance_changes_show_in_the_messages_frame() {
         .nth(1)
         .and_then(|s| s.split('\'').next())
         .unwrap();
-    assert!(page.body.contains(&format!("<style nonce=\"{nonce}\">")));
+    assert!(page.text().contains(&format!("<style nonce=\"{nonce}\">")));
     assert!(!csp.contains("unsafe-inline"));
     // A colour too dark to read is refused with the reason.
     let page = get(srv.addr, &format!("/chat/appearance?token={alice}")).await;
@@ -392,13 +400,13 @@ async fn the_broadcaster_hides_bans_purges_and_unbans_from_the_page() {
     let bt = login(&srv).await;
     // The broadcaster's page is marked, and posts carry the insignia with no captcha.
     let home = get(srv.addr, &format!("/?token={bt}")).await;
-    assert!(home.body.contains("id=\"broadcaster\""));
+    assert!(home.text().contains("id=\"broadcaster\""));
     let form = get(srv.addr, &format!("/chat/form?token={bt}")).await;
     assert!(form.input("captcha_id").is_none());
     say(&srv, &bt, "welcome").await;
     let view = messages(&srv, &bt).await;
     assert!(view
-        .body
+        .text()
         .contains("<span class=\"insignia\" title=\"Broadcaster\">##</span>"));
     let key = view
         .input("key")
@@ -425,7 +433,7 @@ async fn the_broadcaster_hides_bans_purges_and_unbans_from_the_page() {
     ])
     .await;
     assert_eq!(r.status, 303);
-    let seen = messages(&srv, &alice).await.body;
+    let seen = messages(&srv, &alice).await.text();
     assert!(!seen.contains("spam one") && seen.contains("spam two"));
     // A forged request (a cross-site form has no key) does nothing.
     let r = moderate(vec![
@@ -443,7 +451,7 @@ async fn the_broadcaster_hides_bans_purges_and_unbans_from_the_page() {
     )
     .await;
     assert_eq!(r.status, 403);
-    assert!(!messages(&srv, &alice).await.body.contains("spam one"));
+    assert!(!messages(&srv, &alice).await.text().contains("spam one"));
 
     let r = moderate(vec![
         ("key", key.clone()),
@@ -452,16 +460,16 @@ async fn the_broadcaster_hides_bans_purges_and_unbans_from_the_page() {
     ])
     .await;
     assert_eq!(r.status, 303);
-    assert!(!messages(&srv, &alice).await.body.contains("spam"));
+    assert!(!messages(&srv, &alice).await.text().contains("spam"));
     let form = get(srv.addr, &format!("/chat/form?token={troll}")).await;
-    assert!(form.body.contains("You are banned from the chat."));
+    assert!(form.text().contains("You are banned from the chat."));
     assert!(
         form.input("nonce").is_none(),
         "no message form for the banned"
     );
     let users = get(srv.addr, &format!("/chat/users?token={bt}")).await;
-    assert!(users.body.contains("id=\"banned\""));
-    assert!(users.body.contains(&format!("value=\"{troll_id}\"")));
+    assert!(users.text().contains("id=\"banned\""));
+    assert!(users.text().contains(&format!("value=\"{troll_id}\"")));
 
     let r = moderate(vec![
         ("key", key.clone()),
@@ -471,7 +479,10 @@ async fn the_broadcaster_hides_bans_purges_and_unbans_from_the_page() {
     .await;
     assert_eq!(r.status, 303);
     say(&srv, &troll, "sorry").await;
-    assert!(messages(&srv, &alice).await.body.contains(">sorry</span>"));
+    assert!(messages(&srv, &alice)
+        .await
+        .text()
+        .contains(">sorry</span>"));
 }
 
 #[tokio::test]
@@ -543,10 +554,12 @@ async fn xss_payloads_are_escaped_in_messages_names_and_forms() {
     let form = get(srv.addr, &format!("/chat/form?token={alice}")).await;
     let bt = login(&srv).await;
     let pages = [
-        messages(&srv, &alice).await.body,
-        messages(&srv, &bt).await.body,
-        get(srv.addr, &format!("/chat/users?token={bt}")).await.body,
-        form.body,
+        messages(&srv, &alice).await.text(),
+        messages(&srv, &bt).await.text(),
+        get(srv.addr, &format!("/chat/users?token={bt}"))
+            .await
+            .text(),
+        form.text(),
     ];
     for page in &pages {
         for bad in [
@@ -574,7 +587,7 @@ async fn bad_input_gets_a_clear_4xx() {
     let srv = start(relaxed()).await;
     let r = get(srv.addr, "/chat/messages?token=bad%20token").await;
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("Bad token"));
+    assert!(r.text().contains("Bad token"));
     // An oversized body is refused from its declared length, before it is read.
     let raw = format!(
         "POST /chat/post?token={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000\r\n\r\nnonce=x",
@@ -582,7 +595,7 @@ async fn bad_input_gets_a_clear_4xx() {
     );
     let r = request(srv.addr, raw.into_bytes()).await;
     assert_eq!(r.status, 413);
-    assert!(r.body.contains("too large"));
+    assert!(r.text().contains("too large"));
     // Not a form.
     let raw = format!(
         "POST /chat/post?token={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc",
@@ -661,7 +674,7 @@ async fn private_mode_gives_everyone_outside_the_same_403_live_or_not() {
         ] {
             let r = get(srv.addr, &format!("{path}?token={outsider}")).await;
             assert_eq!(r.status, 403, "{path} live={live}");
-            bodies.push(r.body);
+            bodies.push(r.text());
         }
         // A member enters with their tripcode password.
         let member = token(12);
@@ -674,7 +687,7 @@ async fn private_mode_gives_everyone_outside_the_same_403_live_or_not() {
         assert_eq!(r.status, 303);
         let page = get(srv.addr, &format!("/?token={member}")).await;
         assert_eq!(page.status, 200);
-        assert!(page.body.contains("/chat/messages?token="));
+        assert!(page.text().contains("/chat/messages?token="));
         // A wrong password: the same 403 page.
         let r = post(
             srv.addr,
@@ -683,7 +696,7 @@ async fn private_mode_gives_everyone_outside_the_same_403_live_or_not() {
         )
         .await;
         assert_eq!(r.status, 403);
-        bodies.push(r.body);
+        bodies.push(r.text());
         drop(srv);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -706,7 +719,7 @@ async fn the_access_captcha_guards_the_page_when_configured() {
     let page = get(srv.addr, &format!("/?token={t}")).await;
     assert_eq!(page.status, 200);
     let id = page.input("captcha_id").expect("the access captcha");
-    assert!(!page.body.contains("/stream.mp4"));
+    assert!(!page.text().contains("/stream.mp4"));
     assert_eq!(
         get(srv.addr, &format!("/stream.mp4?token={t}"))
             .await
@@ -721,7 +734,7 @@ async fn the_access_captcha_guards_the_page_when_configured() {
     .await;
     assert_eq!(r.status, 303);
     let page = get(srv.addr, &format!("/?token={t}")).await;
-    assert!(page.body.contains("Wrong captcha answer"));
+    assert!(page.text().contains("Wrong captcha answer"));
     let id = page.input("captcha_id").unwrap();
     let answer = srv
         .room
@@ -735,7 +748,11 @@ async fn the_access_captcha_guards_the_page_when_configured() {
     )
     .await;
     let page = get(srv.addr, &format!("/?token={t}")).await;
-    assert!(page.body.contains("/chat/messages?token="), "{}", page.body);
+    assert!(
+        page.text().contains("/chat/messages?token="),
+        "{}",
+        page.text()
+    );
 }
 
 #[tokio::test]
@@ -758,7 +775,7 @@ async fn emotes_from_emotes_json_show_as_images_served_by_us() {
     .await;
     let alice = token(14);
     say(&srv, &alice, "hi :cat: <b>x:cat:y</b> :<b>:").await;
-    let page = messages(&srv, &alice).await.body;
+    let page = messages(&srv, &alice).await.text();
     assert!(
         page.contains(&format!(
             "hi <img class=\"emote\" src=\"/emote/0?token={alice}\" alt=\":cat:\" title=\":cat:\" width=\"28\" height=\"28\"> &lt;b&gt;x:cat:y&lt;/b&gt; <img class=\"emote\" src=\"/emote/1?token={alice}\" alt=\":&lt;b&gt;:\""
@@ -768,7 +785,7 @@ async fn emotes_from_emotes_json_show_as_images_served_by_us() {
     let r = get(srv.addr, "/emote/0").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("image/png"));
-    assert_eq!(r.body.len(), String::from_utf8_lossy(&image).len());
+    assert_eq!(r.text().len(), String::from_utf8_lossy(&image).len());
     assert_eq!(get(srv.addr, "/emote/7").await.status, 404);
     drop(srv);
     let _ = std::fs::remove_dir_all(dir);

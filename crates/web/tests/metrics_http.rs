@@ -23,10 +23,10 @@ fn sources() -> MetricsSources {
 /// One request on its own connection; returns the status line, the headers (as
 /// `Name: value` lines) and the body.
 async fn request(addr: SocketAddr, method: &str, path: &str) -> (String, Vec<String>, String) {
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let r = testkit::http::exchange(addr, req.as_bytes()).await;
+    let req = testkit::http::request(method, path, &addr.to_string(), &[], b"");
+    let r = testkit::http::exchange(addr, req).await;
     let headers = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    (r.status_line, headers, r.body)
+    (r.status_line.clone(), headers, r.text())
 }
 
 fn header<'a>(headers: &'a [String], name: &str) -> Option<&'a str> {

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Map, Value};
+use testkit::http;
+use testkit::proc::{descendants, kill};
 
 const GECKODRIVER_HELP: &str = "geckodriver is needed for the browser tests and was not found \
      (looked at $GECKODRIVER, $PATH and ~/.cargo/bin). Install it with:\n    \
@@ -463,19 +465,26 @@ impl Browser {
             .unwrap()
             .expect("a session id");
         let body = json!({ "path": dir, "temporary": true }).to_string();
-        let (status, answer) = tokio::task::spawn_blocking(move || {
-            http_post(
-                driver,
+        let answer = http::exchange_within(
+            driver,
+            http::request(
+                "POST",
                 &format!("/session/{session}/moz/addon/install"),
-                &body,
-            )
-        })
-        .await
-        .unwrap();
+                &driver.to_string(),
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", &body.len().to_string()),
+                ],
+                body.as_bytes(),
+            ),
+            Duration::from_secs(30),
+        )
+        .await;
         assert_eq!(
-            status,
+            answer.status,
             200,
-            "geckodriver did not install the CSP reporter: {answer}\n{}",
+            "geckodriver did not install the CSP reporter: {}\n{}",
+            answer.text(),
             self.log()
         );
     }
@@ -566,65 +575,11 @@ const CSP_REPORTER_SCRIPT: &str = r#"document.addEventListener("securitypolicyvi
 }, true);
 "#;
 
-/// A POST with a JSON body over a fresh connection; the status and the answer.
-fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
-}
-
-/// Pids of `root` and everything below it (children first), from /proc.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        if let Some(ppid) = stat[close + 2..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok())
-        {
-            parent_of.push((pid, ppid));
-        }
-    }
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        out.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    out.reverse();
-    out
-}
-
 impl Drop for Driver {
     fn drop(&mut self) {
         // Firefox and its content processes are below geckodriver; kill them all by pid.
         for pid in descendants(self.child.id()) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            kill(pid);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,16 +1,18 @@
 //! What the fault tests share: a no-JS chat client over raw HTTP/1.1 (forms, notices, the
-//! messages frame, the broadcaster's login and bans), the stream's LIVE/OFFLINE state as the
-//! info frame shows it, process probes and signals, `onionstream ctl`, and a runner for starts
-//! that must fail.
+//! messages frame, the broadcaster's login and bans) and the stream's LIVE/OFFLINE state as
+//! the info frame shows it. The HTTP client, process probes and signals, and the HLS writer
+//! are `testkit`'s (re-exported here for the fault tests).
 //!
 //! Must never: touch a process the test did not start, or reach beyond 127.0.0.1.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::{broadcaster_token, enc, get, hidden_input, printed_password, Server};
+pub use testkit::http::{form_request, parse, try_exchange};
+pub use testkit::media::hls_writer;
+pub use testkit::proc::{signal, wait_gone};
 
 /// No captchas (a test cannot read the pictures), no minimum interval, room for bursts.
 pub const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\n\
@@ -18,41 +20,15 @@ pub const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages =
 
 pub const BANNED: &str = "You are banned from the chat.";
 
-/// Sends one raw request and reads the whole answer; an error if the server is gone.
-pub async fn try_exchange(addr: SocketAddr, req: String) -> std::io::Result<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .map_err(|_| std::io::Error::other("no answer within 10 s"))??;
-    Ok(raw)
-}
-
-pub fn form_request(addr: SocketAddr, path: &str, body: &str) -> String {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// The status code of a raw response.
-pub fn status_of(raw: &[u8]) -> u16 {
-    String::from_utf8_lossy(&raw[..raw.len().min(32)])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
 /// POSTs a form (no cookies); the status and the raw answer.
 pub async fn post_form(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     let raw = try_exchange(addr, form_request(addr, path, body))
         .await
         .unwrap();
-    (status_of(&raw), String::from_utf8_lossy(&raw).into_owned())
+    (
+        parse(&raw).status,
+        String::from_utf8_lossy(&raw).into_owned(),
+    )
 }
 
 /// The message form of `t` (this GET takes its one-shot notice).
@@ -229,49 +205,4 @@ pub async fn wait_state(server: &Server, want: &str, within: Duration) -> Durati
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Whether process `pid` exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            let state = s[s.rfind(')').unwrap() + 2..].chars().next();
-            state != Some('Z') && state != Some('X')
-        })
-        .unwrap_or(false)
-}
-
-/// Waits until `pid` is gone (its files, and so its locks, released).
-pub async fn wait_gone(pid: u32, within: Duration) -> Duration {
-    let start = Instant::now();
-    while alive(pid) {
-        assert!(start.elapsed() < within, "{pid} lives on after {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    start.elapsed()
-}
-
-/// Sends `signal` (e.g. "STOP", "KILL") to a process the test started or its server started.
-pub fn signal(pid: u32, signal: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{signal} {pid}");
-}
-
-/// A real-time test pattern written as HLS fMP4 into `dir` (what the seed's `stream.sh` and
-/// OBS's recording do), one-second segments.
-pub fn hls_writer(dir: &Path) -> tokio::process::Child {
-    tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args("-c:v libx264 -preset ultrafast -tune zerolatency -g 30 -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 64k".split(' '))
-        .args("-f hls -hls_init_time 0 -hls_time 1 -hls_list_size 30 -hls_flags delete_segments -hls_segment_type fmp4".split(' '))
-        .arg(dir.join("stream.m3u8"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg runs")
 }
