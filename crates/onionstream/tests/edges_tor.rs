@@ -162,9 +162,14 @@ async fn wait_video(server: &Server, within: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edges_pull_through_tor_and_viewers_come_through_one_front_address() {
     let root = temp_dir("edges-tornet");
-    let net = TestNetwork::start(&root, Duration::from_secs(120))
-        .await
-        .expect("private Tor network");
+    // Onionbalance's test-network mode computes the front's time periods for 20 s votes.
+    let net = TestNetwork::start_voting_every(
+        &root,
+        Duration::from_secs(180),
+        testkit::testnet::ONIONBALANCE_VOTING_INTERVAL_SECS,
+    )
+    .await
+    .expect("private Tor network");
     let extra = root.join("extra.torrc");
     std::fs::write(&extra, net.torrc_lines().join("\n")).unwrap();
 

@@ -127,11 +127,28 @@ struct Authority {
     fingerprint: String,
 }
 
+/// How often the authorities vote, by default: short, so the network forms fast.
+pub const VOTING_INTERVAL_SECS: u32 = 10;
+/// The voting interval Onionbalance's `--is-testnet` computes its time periods from.
+pub const ONIONBALANCE_VOTING_INTERVAL_SECS: u32 = 20;
+
 impl TestNetwork {
     /// Starts 3 directory authorities, 3 relays (also exits/guards/HSDirs) and one client
     /// with a SocksPort, all on 127.0.0.1 with free ports, under `root` (a fresh directory).
-    /// Returns once the client reports 100% bootstrap, or errors after `timeout`.
+    /// Returns once the client reports 100% bootstrap, or errors after `timeout`. Votes every
+    /// [`VOTING_INTERVAL_SECS`].
     pub async fn start(root: &Path, timeout: Duration) -> Result<TestNetwork, TestNetError> {
+        Self::start_voting_every(root, timeout, VOTING_INTERVAL_SECS).await
+    }
+
+    /// Like [`TestNetwork::start`], with the authorities voting every `voting_secs` seconds.
+    /// The onion services' time period follows from it (24 voting rounds), and Onionbalance's
+    /// test-network mode assumes [`ONIONBALANCE_VOTING_INTERVAL_SECS`] (chutney's).
+    pub async fn start_voting_every(
+        root: &Path,
+        timeout: Duration,
+        voting_secs: u32,
+    ) -> Result<TestNetwork, TestNetError> {
         let deadline = Instant::now() + timeout;
         tokio::fs::create_dir_all(root)
             .await
@@ -141,7 +158,7 @@ impl TestNetwork {
             .map_err(io_err(format!("resolving {}", root.display())))?;
         let mut attempt = 1;
         loop {
-            match Self::start_once(&root, deadline, timeout).await {
+            match Self::start_once(&root, deadline, timeout, voting_secs).await {
                 // Another process took a port between our release and tor's bind.
                 Err(TestNetError::Exited { log, .. })
                     if attempt < 3 && log.contains("Address already in use") =>
@@ -161,6 +178,7 @@ impl TestNetwork {
         root: &Path,
         deadline: Instant,
         timeout: Duration,
+        voting_secs: u32,
     ) -> Result<TestNetwork, TestNetError> {
         let tor = find_program("tor")?;
         let gencert = find_program("tor-gencert")?;
@@ -270,8 +288,8 @@ impl TestNetwork {
                  AuthoritativeDirectory 1\n\
                  V3AuthoritativeDirectory 1\n\
                  ExitPolicy reject *:*\n\
-                 V3AuthVotingInterval 10\n\
-                 TestingV3AuthInitialVotingInterval 10\n\
+                 V3AuthVotingInterval {voting_secs}\n\
+                 TestingV3AuthInitialVotingInterval {voting_secs}\n\
                  V3AuthVoteDelay 2\n\
                  TestingV3AuthInitialVoteDelay 2\n\
                  V3AuthDistDelay 2\n\
