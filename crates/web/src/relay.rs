@@ -58,6 +58,9 @@ pub const MAX_REPORT_BYTES: usize = 10_000 * 65;
 /// Most tokens taken from one report.
 pub const MAX_REPORT_TOKENS: usize = 10_000;
 
+/// At most one log line about refused edge requests per this long.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// The 8-byte `free` box that keeps a quiet link alive (fMP4 readers skip it).
 const KEEPALIVE_BOX: [u8; 8] = [0, 0, 0, 8, b'f', b'r', b'e', b'e'];
 
@@ -75,6 +78,8 @@ pub struct Relay {
     run: Arc<str>,
     reports: Arc<Mutex<HashMap<String, EdgeReport>>>,
     links: Arc<Mutex<HashMap<String, usize>>>,
+    /// When a refusal was last logged, and how many were not logged since.
+    refusals: Arc<Mutex<(Option<Instant>, u64)>>,
 }
 
 impl Relay {
@@ -91,6 +96,25 @@ impl Relay {
                 .into(),
             reports: Arc::default(),
             links: Arc::default(),
+            refusals: Arc::default(),
+        }
+    }
+
+    /// Whether to log this refusal (at most one line per [`REFUSAL_LOG_EVERY`], so anyone
+    /// knocking at the edge routes cannot flood the log): `Some(refusals not logged since)`.
+    fn refusal_to_log(&self) -> Option<u64> {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match r.0 {
+            Some(at) if now.duration_since(at) < REFUSAL_LOG_EVERY => {
+                r.1 += 1;
+                None
+            }
+            _ => {
+                let skipped = r.1;
+                *r = (Some(now), 0);
+                Some(skipped)
+            }
         }
     }
 
@@ -167,15 +191,22 @@ impl FromRequestParts<AppState> for EdgeAuth {
             }),
             Ok(None) => {
                 DeliveryCounters::add(&app.counters.relay_refused, 1);
-                tracing::warn!(
-                    path = parts.uri.path(),
-                    "edge refused: {} (onionstream edge list shows the edges)",
-                    if key.is_empty() {
-                        "no edge key"
-                    } else {
-                        "wrong or removed edge key"
-                    }
-                );
+                if let Some(also) = app.relay.refusal_to_log() {
+                    tracing::warn!(
+                        path = parts.uri.path(),
+                        "edge refused: {} (onionstream edge list shows the edges){}",
+                        if key.is_empty() {
+                            "no edge key"
+                        } else {
+                            "wrong or removed edge key"
+                        },
+                        if also > 0 {
+                            format!("; {also} more refused since the last such line")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
                 Err(ErrorPage::new(
                     StatusCode::FORBIDDEN,
                     "This edge key is wrong or was removed.",
