@@ -48,12 +48,18 @@ fn free_port() -> u16 {
 }
 
 async fn start_origin(dir: &Path, port: u16) -> Server {
+    start_origin_with(dir, port, "demo").await
+}
+
+async fn start_origin_with(dir: &Path, port: u16, source: &str) -> Server {
     Server::start(
         &[
             "--data-dir",
             &path_str(dir),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--source",
+            source,
         ],
         Some(ORIGIN_CONFIG),
     )
@@ -396,7 +402,7 @@ async fn the_origin_and_an_edge_each_restart_and_the_stream_comes_back() {
     drop(origin);
     let before_restart = data.len();
     data.extend(through.read_for(Duration::from_secs(2)).await);
-    let origin = start_origin(&dir, port).await;
+    let mut origin = start_origin(&dir, port).await;
     assert!(!origin.log().contains("error"), "{}", origin.log());
     // Back within the edge's backoff, and the viewer who stayed gets the stream on, spliced
     // into one timeline (the demo's init segment is the same after the restart).
@@ -425,4 +431,36 @@ async fn the_origin_and_an_edge_each_restart_and_the_stream_comes_back() {
     drop(edge);
     let edge = start_edge(origin.addr, &key).await;
     assert_video(&edge, "restart-viewer-004", 3, "a restarted edge").await;
+
+    // The origin comes back with other settings (another source: another init segment): a
+    // new epoch at the edge too. The viewer who stayed has their response ended cleanly (the
+    // page reloads), and a new one starts with the new init segment.
+    let mut stayed = wait_video(&edge, "restart-viewer-005", Duration::from_secs(10)).await;
+    let old = stayed.read_for(Duration::from_secs(1)).await;
+    let old_init = ReceivedMedia::parse(&old).init.bytes;
+    origin.terminate().await.expect("the origin stops");
+    drop(origin);
+    let _origin = start_origin_with(&dir, port, "ffmpeg:test").await;
+    let rest = stayed.read_for(Duration::from_secs(60)).await;
+    assert!(
+        stayed.clean_end,
+        "the old epoch's response ended cleanly after {} more bytes; edge log:\n{}",
+        rest.len(),
+        edge.log()
+    );
+    let start = Instant::now();
+    loop {
+        let mut r = wait_video(&edge, "restart-viewer-006", Duration::from_secs(60)).await;
+        let data = r.read_for(Duration::from_secs(3)).await;
+        let media = ReceivedMedia::parse(&data);
+        if media.init.bytes != old_init {
+            media.assert_increasing();
+            assert_ffmpeg_decodes(&data, "the new epoch at the edge");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the edge never took the origin's new epoch"
+        );
+    }
 }
