@@ -464,3 +464,89 @@ async fn the_origin_and_an_edge_each_restart_and_the_stream_comes_back() {
         );
     }
 }
+
+/// A fake origin on loopback: answers every request with `200` and `body`, then holds the
+/// connection open without a word (or closes it). Counts the requests.
+async fn fake_origin(
+    body: &'static [u8],
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                if buf.starts_with(b"GET /edge/v1/stream") {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
+                    body.len() + 1_000_000
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body).await;
+                // Stall: say nothing more, hold the connection.
+                tokio::time::sleep(Duration::from_secs(120)).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_sends_garbage_or_stalls_is_refused_logged_and_retried() {
+    // Garbage: the edge's store refuses it, the edge says so and links again.
+    let (garbage, tries) = fake_origin(b"\x00\x00\x00\x10moovgarbagegarbage and more").await;
+    let edge = start_edge(garbage, "osedge1-anything").await;
+    let start = Instant::now();
+    while tries.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the edge links again; log:\n{}",
+            edge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        edge.log().contains("damaged stream")
+            || edge.log().contains("refused what the origin sent"),
+        "{}",
+        edge.log()
+    );
+    // A viewer is refused at once: an origin that stalls its answers does not hold them.
+    let asked = Instant::now();
+    let r = open(edge.addr, "/stream.mp4?token=viewer-of-garbage-1", None).await;
+    assert_eq!(r.status, 503, "nothing of it reaches a viewer");
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "the viewer waited {:?} for a stalled origin",
+        asked.elapsed()
+    );
+    drop(edge);
+
+    // Silence after the head: dropped after the stall limit, logged, linked again.
+    let (silent, tries) = fake_origin(b"").await;
+    let edge = start_edge(silent, "osedge1-anything").await;
+    let start = Instant::now();
+    while tries.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the edge drops a silent link and links again; log:\n{}",
+            edge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        edge.log().contains("nothing from the origin for 10 s"),
+        "{}",
+        edge.log()
+    );
+}

@@ -35,6 +35,8 @@ use connect::OriginConnector;
 pub const ACCESS_TTL: Duration = Duration::from_secs(5);
 /// Most access answers kept (beyond it, the cache starts over).
 pub const MAX_ACCESS_CACHE: usize = 100_000;
+/// The longest the origin may take to send an access answer's body (after its head).
+pub const ACCESS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest the origin may take to answer a request's head.
 pub const ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -247,8 +249,9 @@ impl Upstream {
         )?;
         let resp = self.send(req).await?;
         let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 64)
+        let body = tokio::time::timeout(ACCESS_TIMEOUT, axum::body::to_bytes(resp.into_body(), 64))
             .await
+            .map_err(|_| "the origin's access answer stalled".to_string())?
             .map_err(|e| format!("the origin's access answer broke off: {e}"))?;
         if status != StatusCode::OK {
             return Err(format!("the origin refused the access question ({status})"));
