@@ -159,7 +159,7 @@ impl App {
             room: room.clone(),
             counters: counters.clone(),
             live: live.clone(),
-            relay,
+            relay: relay.clone(),
             upstream: upstream.clone(),
         };
         let source = match (spec, upstream) {
@@ -201,6 +201,7 @@ impl App {
                     config: Arc::new(config.clone()),
                     data_dir: data_dir.clone(),
                     events,
+                    relay: relay.clone(),
                     listen: local,
                 };
                 match console::server::serve(console, &shutdown).await {

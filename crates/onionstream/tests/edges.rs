@@ -244,6 +244,20 @@ async fn edges_relay_the_video_and_share_one_room() {
         );
     }
     drop(extra);
+    // The console lists both edges, linked, with their reports.
+    let edges: serde_json::Value =
+        serde_json::from_str(ctl_ok(&dir, &["--json", "edges"]).trim()).unwrap();
+    let list = edges["edges"].as_array().expect("a list");
+    assert_eq!(list.len(), 2, "{edges}");
+    for e in list {
+        assert_eq!(e["links"], 1, "{edges}");
+        assert!(e["viewers"].as_u64().is_some(), "{edges}");
+    }
+    let text = ctl_ok(&dir, &["edges"]);
+    assert!(
+        text.contains("a\tlinked\t") && text.contains("b\tlinked\t"),
+        "{text}"
+    );
 
     // One copy per edge: the origin sends the same bytes whether edge a has one viewer or
     // five, while what edge a hands out grows fivefold.

@@ -92,6 +92,8 @@ pub enum Request {
     SourceRestart {},
     #[serde(rename = "viewers")]
     Viewers {},
+    #[serde(rename = "edges")]
+    Edges {},
     #[serde(rename = "onion.address")]
     OnionAddress {},
     #[serde(rename = "config.show")]
@@ -102,7 +104,7 @@ pub enum Request {
 
 impl Request {
     /// Every command name, as `cmd` spells it.
-    pub const NAMES: [&'static str; 27] = [
+    pub const NAMES: [&'static str; 28] = [
         "hello",
         "login",
         "title.show",
@@ -126,6 +128,7 @@ impl Request {
         "source.show",
         "source.restart",
         "viewers",
+        "edges",
         "onion.address",
         "config.show",
         "events",
@@ -395,6 +398,25 @@ pub struct Restarted {
 pub struct ViewerCounts {
     pub watching: usize,
     pub open_streams: usize,
+}
+
+/// `edges`: the edges this origin lets relay its stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edges {
+    pub edges: Vec<EdgeStatus>,
+}
+
+/// One edge, as the origin sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdgeStatus {
+    pub name: String,
+    /// Its stream links open now (1 when it relays; 0 when it is away).
+    pub links: usize,
+    /// The viewers it reported last, and how many seconds ago; none before its first report.
+    pub viewers: Option<usize>,
+    pub reported_secs_ago: Option<u64>,
+    /// The onion address it publishes, as it told the origin.
+    pub onion: Option<String>,
 }
 
 /// `onion.address`: `http://....onion/`, or none without an onion service.

@@ -40,6 +40,8 @@ pub struct Console {
     pub config: Arc<Config>,
     pub data_dir: PathBuf,
     pub events: EventHub,
+    /// The edges' links and reports.
+    pub relay: web::relay::Relay,
     /// Where the web server actually listens.
     pub listen: std::net::SocketAddr,
 }
@@ -467,6 +469,29 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
             watching: c.viewers.watching(),
             open_streams: c.viewers.open_streams(),
         }),
+        Request::Edges {} => {
+            let keys = room::edges::EdgeKeys::new(&c.data_dir);
+            let listed = keys
+                .list()
+                .map_err(|e| err(ErrorCode::Storage, e.to_string()))?;
+            let links = c.relay.links();
+            let reports = c.relay.reports();
+            reply(p::Edges {
+                edges: listed
+                    .into_iter()
+                    .map(|e| {
+                        let report = reports.get(&e.name);
+                        p::EdgeStatus {
+                            links: links.get(&e.name).copied().unwrap_or(0),
+                            viewers: report.map(|r| r.viewers),
+                            reported_secs_ago: report.map(|r| r.at.elapsed().as_secs()),
+                            onion: e.onion,
+                            name: e.name,
+                        }
+                    })
+                    .collect(),
+            })
+        }
         Request::OnionAddress {} => reply(p::OnionAddress {
             address: onion::service::onion_address(&c.data_dir).map(|a| format!("http://{a}/")),
         }),

@@ -65,6 +65,9 @@ pub enum CtlCommand {
     Source(SourceCommand),
     /// How many viewers are watching, and how many video streams are open
     Viewers,
+    /// The edges allowed to relay the stream: which are linked now, how many viewers each
+    /// reported (they count in `viewers` too), the onion address each publishes
+    Edges,
     /// The onion service, as the running server sees it
     #[command(subcommand)]
     Onion(OnionCtlCommand),
@@ -316,6 +319,7 @@ impl CtlCommand {
             C::Source(SourceCommand::Show) => R::SourceShow {},
             C::Source(SourceCommand::Restart) => R::SourceRestart {},
             C::Viewers => R::Viewers {},
+            C::Edges => R::Edges {},
             C::Onion(OnionCtlCommand::Address) => R::OnionAddress {},
             C::Config(ConfigCommand::Show { key }) => R::ConfigShow { key: key.clone() },
             C::Events => R::Events {},

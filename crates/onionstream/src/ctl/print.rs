@@ -488,6 +488,33 @@ pub(super) fn format_result(
                 plural(v.open_streams as u64, "stream", "streams")
             )
         }
+        C::Edges => {
+            let e = typed::<p::Edges>(command, r)?;
+            if e.edges.is_empty() {
+                "No edges (onionstream edge add NAME allows one).\n".to_owned()
+            } else {
+                e.edges
+                    .iter()
+                    .map(|e| {
+                        let viewers = match (e.viewers, e.reported_secs_ago) {
+                            (Some(v), Some(ago)) => format!(
+                                "{} ({} ago)",
+                                plural(v as u64, "viewer", "viewers"),
+                                duration_text(ago)
+                            ),
+                            _ => "no report yet".to_owned(),
+                        };
+                        format!(
+                            "{}\t{}\t{}\t{}\n",
+                            clean(&e.name),
+                            if e.links > 0 { "linked" } else { "not linked" },
+                            viewers,
+                            e.onion.as_deref().map_or_else(|| "-".to_owned(), clean)
+                        )
+                    })
+                    .collect()
+            }
+        }
         C::Onion(OnionCtlCommand::Address) => match typed::<p::OnionAddress>(command, r)?.address {
             Some(a) => format!("{}\n", clean(&a)),
             None => "No onion address: this onionstream runs without --onion (or tor has \
