@@ -14,16 +14,14 @@
 //! parameters; edges' descriptors are fetched again every 10 minutes, so a dead edge's
 //! introduction points stay listed for a while (clients then try the next one).
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{oneshot, watch};
 
+use crate::service::{keep_output, last_lines, TorLog};
 use crate::torrc::TorPaths;
 
 /// Most edges whose introduction points fit one front descriptor (20 / 2).
@@ -37,8 +35,6 @@ const HEALTHY_RUN: Duration = Duration::from_secs(120);
 /// Onionbalance (edges starting together report one after the other, and each start of
 /// Onionbalance waits 45 s before its first fetch).
 const SETTLE: Duration = Duration::from_secs(5);
-/// Output lines kept for the log line when it dies.
-const LOG_LINES: usize = 20;
 
 /// How to run Onionbalance.
 #[derive(Debug, Clone)]
@@ -107,7 +103,7 @@ pub fn ensure_front(data_dir: &Path, settings: &BalanceSettings) -> Result<Strin
         let path = path.to_path_buf();
         move |source| BalanceError::Io { path, source }
     };
-    create_private_dir(&dir).map_err(io(&dir))?;
+    crate::service::private_dir(&dir).map_err(io(&dir))?;
     let scratch = dir.join("new");
     let _ = std::fs::remove_dir_all(&scratch);
     let program = settings.config_program.display().to_string();
@@ -159,21 +155,6 @@ pub fn ensure_front(data_dir: &Path, settings: &BalanceSettings) -> Result<Strin
     std::fs::write(&address_file, format!("{address}\n")).map_err(io(&address_file))?;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(address)
-}
-
-#[cfg(unix)]
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(path)
 }
 
 #[cfg(unix)]
@@ -248,8 +229,6 @@ impl Drop for Balance {
         self.task.abort();
     }
 }
-
-type Log = Arc<Mutex<VecDeque<String>>>;
 
 async fn supervise(
     data_dir: PathBuf,
@@ -340,39 +319,16 @@ async fn supervise(
             list.len(),
             child.id().unwrap_or(0)
         );
-        let log: Log = Arc::default();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child.stderr.take().map(|s| Box::new(s) as _),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!("onionbalance: {line}");
-                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-                    if l.len() == LOG_LINES {
-                        l.pop_front();
-                    }
-                    l.push_back(line.chars().take(300).collect());
-                }
-            });
-        }
+        let log: TorLog = TorLog::default();
+        keep_output(&mut child, log.clone(), "onionbalance");
         let changed = loop {
             tokio::select! {
                 exit = child.wait() => {
-                    let last: Vec<String> = log.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().take(5).rev().cloned().collect();
                     tracing::warn!(
                         "Onionbalance exited ({}); restarting in {} s. It said: {}",
                         exit.map_or_else(|e| e.to_string(), |s| s.to_string()),
                         backoff.as_secs(),
-                        last.join(" | ")
+                        last_lines(&log)
                     );
                     break false;
                 }

@@ -108,8 +108,10 @@ impl Drop for OnionService {
     }
 }
 
+/// Creates `path` (and its parents) readable by this user only: tor insists on it for its
+/// folders, and the front key's folder holds a secret.
 #[cfg(unix)]
-fn private_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -119,7 +121,7 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn private_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(path)
 }
 
@@ -156,9 +158,12 @@ fn prepare(
     Ok(file)
 }
 
-type TorLog = Arc<Mutex<VecDeque<String>>>;
+/// The last output lines of a child process.
+pub(crate) type TorLog = Arc<Mutex<VecDeque<String>>>;
 
-fn keep_output(child: &mut Child, log: TorLog) {
+/// Reads the child's stdout and stderr: each line to the log at debug (`PROGRAM: line`), the
+/// last [`TOR_LOG_LINES`] kept for the line that says why it died.
+pub(crate) fn keep_output(child: &mut Child, log: TorLog, program: &'static str) {
     let out = child.stdout.take();
     let err = child.stderr.take();
     for stream in [
@@ -172,7 +177,7 @@ fn keep_output(child: &mut Child, log: TorLog) {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!("tor: {line}");
+                tracing::debug!("{program}: {line}");
                 let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
                 if l.len() == TOR_LOG_LINES {
                     l.pop_front();
@@ -183,7 +188,8 @@ fn keep_output(child: &mut Child, log: TorLog) {
     }
 }
 
-fn last_lines(log: &TorLog) -> String {
+/// The last 5 lines kept, joined.
+pub(crate) fn last_lines(log: &TorLog) -> String {
     log.lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
@@ -277,7 +283,7 @@ async fn supervise(
             child.id().unwrap_or(0)
         );
         let log: TorLog = Arc::default();
-        keep_output(&mut child, log.clone());
+        keep_output(&mut child, log.clone(), "tor");
         let _ = status.send(OnionStatus::Bootstrapping(0, "starting".into()));
 
         let reason = tokio::select! {

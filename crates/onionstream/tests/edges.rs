@@ -21,23 +21,6 @@ const ALICE: &str = "alice-alice-alice-0001";
 const BOB: &str = "bob_bob_bob_bob_0002";
 const CAROL: &str = "carol-carol-carol-003";
 
-/// `onionstream --data-dir DIR edge add NAME`: the key it printed.
-fn add_edge(dir: &Path, name: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["edge", "add", name])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "edge add: {text}");
-    text.lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("osedge1-"))
-        .unwrap_or_else(|| panic!("no key in {text}"))
-        .to_owned()
-}
-
 /// A free loopback port (for an origin that must come back on the same address).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -161,7 +144,7 @@ async fn wait_message(addr: SocketAddr, token: &str, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn edges_relay_the_video_and_share_one_room() {
     let dir = temp_dir("origin");
-    let (key_a, key_b) = (add_edge(&dir, "a"), add_edge(&dir, "b"));
+    let (key_a, key_b) = (edge_add(&dir, "a"), edge_add(&dir, "b"));
     let origin = start_origin(&dir, free_port()).await;
     let metrics = metrics_addr(&origin).await;
     let a = start_edge(origin.addr, &key_a).await;
@@ -314,7 +297,7 @@ async fn edges_relay_the_video_and_share_one_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_keys_wrong_missing_and_removed() {
     let dir = temp_dir("origin-keys");
-    let key = add_edge(&dir, "vps-1");
+    let key = edge_add(&dir, "vps-1");
     let origin = start_origin(&dir, free_port()).await;
 
     // No key, a wrong key: 403, and a line at the origin (at most one per 10 s, so knocking
@@ -360,13 +343,7 @@ async fn edge_keys_wrong_missing_and_removed() {
     assert!(!edge.log().contains(&key), "no key in the edge's log");
 
     // Removed at the origin: the link is cut within seconds and not made again.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["edge", "remove", "vps-1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    edge_ok(&dir, &["remove", "vps-1"]);
     let start = Instant::now();
     while !(origin.log().contains("edge key removed: link closed")
         && edge.log().contains("the origin refused this edge"))
@@ -397,7 +374,7 @@ async fn edge_keys_wrong_missing_and_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_origin_and_an_edge_each_restart_and_the_stream_comes_back() {
     let dir = temp_dir("origin-restart");
-    let key = add_edge(&dir, "e");
+    let key = edge_add(&dir, "e");
     let port = free_port();
     let mut origin = start_origin(&dir, port).await;
     let edge = start_edge(origin.addr, &key).await;

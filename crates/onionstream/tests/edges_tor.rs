@@ -9,11 +9,10 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testkit::testnet::{socks5_connect, TestNetwork};
+use testkit::testnet::{post_form_via, socks5_connect, TestNetwork};
 
 const T: &str = "front-viewer-000001";
 const PUBLISH_WITHIN: Duration = Duration::from_secs(180);
@@ -21,22 +20,6 @@ const PUBLISH_WITHIN: Duration = Duration::from_secs(180);
 const FRONT_WITHIN: Duration = Duration::from_secs(300);
 
 const ORIGIN_CONFIG: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n\n[balance]\nenabled = true\n";
-
-fn add_edge(dir: &Path, name: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["edge", "add", name])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "edge add: {text}");
-    text.lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("osedge1-"))
-        .unwrap_or_else(|| panic!("no key in {text}"))
-        .to_owned()
-}
 
 /// `http://X.onion/` from a line the server printed: `X.onion`.
 fn host_of(url: &str) -> String {
@@ -74,50 +57,6 @@ async fn fetch_via_tor(
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-}
-
-/// Another tor client on the private network (a viewer who has not been here before).
-async fn fresh_client(net: &TestNetwork, dir: &Path) -> (tokio::process::Child, SocketAddr) {
-    std::fs::create_dir_all(dir).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = dir.join("notice.log");
-    let mut torrc = net.torrc_lines();
-    torrc.extend([
-        format!("DataDirectory {}", dir.join("data").display()),
-        format!("SocksPort 127.0.0.1:{port}"),
-        format!("Log notice file {}", log.display()),
-    ]);
-    let file = dir.join("torrc");
-    std::fs::write(&file, torrc.join("\n")).unwrap();
-    let child = tokio::process::Command::new("tor")
-        .arg("-f")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tor runs");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Bootstrapped 100%")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the fresh client never bootstrapped"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    (child, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 async fn start_edge(origin: &str, key: &str, front: &str, extra: &Path) -> (Server, String) {
@@ -175,7 +114,7 @@ async fn edges_pull_through_tor_and_viewers_come_through_one_front_address() {
 
     // The origin: an onion service for its edges only, and the front address.
     let origin_dir = temp_dir("edges-tor-origin");
-    let (key_a, key_b) = (add_edge(&origin_dir, "a"), add_edge(&origin_dir, "b"));
+    let (key_a, key_b) = (edge_add(&origin_dir, "a"), edge_add(&origin_dir, "b"));
     // Onionbalance's own output goes to the origin's log (shown if the test fails).
     let origin = Server::start_with_env(
         &[
@@ -220,13 +159,7 @@ async fn edges_pull_through_tor_and_viewers_come_through_one_front_address() {
     // The origin learnt both edges' addresses (for Onionbalance).
     let start = Instant::now();
     loop {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionstream"))
-            .arg("--data-dir")
-            .arg(&origin_dir)
-            .args(["edge", "list"])
-            .output()
-            .unwrap();
-        let list = String::from_utf8_lossy(&out.stdout).into_owned();
+        let list = edge_ok(&origin_dir, &["list"]);
         if list.matches(".onion").count() == 2 {
             assert!(list.contains(&a_host), "{list}");
             break;
@@ -269,21 +202,15 @@ async fn edges_pull_through_tor_and_viewers_come_through_one_front_address() {
     .expect("the chat form through the front");
     let form_html = String::from_utf8_lossy(&form.read_to_end().await).into_owned();
     let nonce = hidden_input(&form_html, "nonce").expect("a nonce");
-    {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = socks5_connect(net.socks_addr(), &front, 80).await.unwrap();
-        let body = format!("nonce={nonce}&text=hello+through+the+front");
-        let req = format!(
-            "POST /chat/post?token={T} HTTP/1.1\r\nHost: {front}\r\nConnection: close\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8_lossy(&raw);
-        assert!(text.starts_with("HTTP/1.1 303"), "{text}");
-    }
+    let r = post_form_via(
+        net.socks_addr(),
+        &front,
+        &format!("/chat/post?token={T}"),
+        &format!("nonce={nonce}&text=hello+through+the+front"),
+    )
+    .await
+    .expect("the post goes through the front");
+    assert_eq!(r.status, 303, "{}", r.text());
     let chat = get(origin.addr, &format!("/chat/messages?token={T}"))
         .await
         .text();
@@ -308,7 +235,7 @@ async fn edges_pull_through_tor_and_viewers_come_through_one_front_address() {
     // One edge dies: a viewer who has not been here before still gets video through the
     // front address (its tor tries the introduction points of the edge that is left).
     drop(a);
-    let (_client, socks) = fresh_client(&net, &root.join("fresh")).await;
+    let (_client, socks) = net.extra_client(&root.join("fresh"), None).await;
     let t_dead = Instant::now();
     let mut video = fetch_via_tor(
         socks,

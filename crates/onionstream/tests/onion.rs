@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testkit::testnet::{socks5_connect, TestNetwork};
+use testkit::testnet::{post_form_via, socks5_connect, TestNetwork};
 
 const T: &str = "onionviewer-onionviewer";
 /// From start to the descriptor upload, measured here at well under a minute.
@@ -35,39 +35,6 @@ async fn fetch_via_tor(
     }
 }
 
-/// POSTs a form through the SOCKS proxy; returns the status and the `Location` header.
-async fn post_via_tor(
-    socks: std::net::SocketAddr,
-    host: &str,
-    path: &str,
-    body: &str,
-) -> (u16, Option<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = socks5_connect(socks, host, 80).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let location = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("location: ")
-                .or_else(|| l.strip_prefix("Location: "))
-        })
-        .map(str::to_owned);
-    (status, location)
-}
-
 /// Chat captchas off: the test cannot read a picture (the in-process HTTP tests solve them).
 const NO_CAPTCHA: &str =
     "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n";
@@ -83,56 +50,6 @@ fn onionstream_cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// Another tor client on the private network, holding the keys in `keys`
-/// (`ClientOnionAuthDir`). Returns the child (killed on drop) and its SOCKS address.
-async fn client_tor(
-    net: &TestNetwork,
-    dir: &Path,
-    keys: &Path,
-) -> (tokio::process::Child, std::net::SocketAddr) {
-    std::fs::create_dir_all(dir).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = dir.join("notice.log");
-    let mut torrc = net.torrc_lines();
-    torrc.extend([
-        format!("DataDirectory {}", dir.join("data").display()),
-        format!("SocksPort 127.0.0.1:{port}"),
-        format!("ClientOnionAuthDir {}", keys.display()),
-        format!("Log notice file {}", log.display()),
-    ]);
-    let file = dir.join("torrc");
-    std::fs::write(&file, torrc.join("\n")).unwrap();
-    let child = tokio::process::Command::new("tor")
-        .arg("-f")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tor runs");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("Bootstrapped 100%")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the keyed client never bootstrapped"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    (child, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 async fn start_onion(data: &Path, extra: &Path) -> (Server, String) {
@@ -197,16 +114,17 @@ async fn the_site_is_an_onion_service_that_keeps_its_address_and_can_be_made_pri
     .expect("the chat form answers");
     let form_html = String::from_utf8_lossy(&form.read_to_end().await).into_owned();
     let nonce = hidden_input(&form_html, "nonce").expect("a nonce in the form");
-    let (status, location) = post_via_tor(
+    let r = post_form_via(
         net.socks_addr(),
         &host,
         &format!("/chat/post?token={T}"),
         &format!("nonce={nonce}&text=hello+through+tor"),
     )
-    .await;
-    assert_eq!(status, 303);
+    .await
+    .expect("the post goes through");
+    assert_eq!(r.status, 303);
     assert_eq!(
-        location.as_deref(),
+        r.header("location"),
         Some(format!("/chat/form?token={T}").as_str())
     );
     let mut chat = fetch_via_tor(
@@ -262,7 +180,7 @@ async fn the_site_is_an_onion_service_that_keeps_its_address_and_can_be_made_pri
     std::fs::create_dir_all(&no_keys).unwrap();
     let (server, again) = start_onion(&data, &extra).await;
     assert_eq!(again, host, "the address survives a restart");
-    let (_second_tor, second) = client_tor(&net, &root.join("second"), &no_keys).await;
+    let (_second_tor, second) = net.extra_client(&root.join("second"), Some(&no_keys)).await;
     let page = fetch_via_tor(second, &host, "/", Duration::from_secs(120)).await;
     assert_eq!(
         page.map(|p| p.status),
@@ -285,7 +203,7 @@ async fn the_site_is_an_onion_service_that_keeps_its_address_and_can_be_made_pri
     assert_ne!(child_pids(server.pid(), "tor"), tors, "a new tor");
     // A viewer arriving now reaches it (a client that cached the old descriptor may take
     // a while to notice the new introduction points: that is tor's own retry logic).
-    let (_fresh_tor, fresh) = client_tor(&net, &root.join("fresh"), &no_keys).await;
+    let (_fresh_tor, fresh) = net.extra_client(&root.join("fresh"), Some(&no_keys)).await;
     let page = fetch_via_tor(fresh, &host, "/", Duration::from_secs(120)).await;
     assert_eq!(
         page.map(|p| p.status),
@@ -332,7 +250,7 @@ async fn the_site_is_an_onion_service_that_keeps_its_address_and_can_be_made_pri
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     std::fs::write(keys.join("alice.auth_private"), format!("{auth_line}\n")).unwrap();
-    let (_alice_tor, alice) = client_tor(&net, &root.join("alice"), &keys).await;
+    let (_alice_tor, alice) = net.extra_client(&root.join("alice"), Some(&keys)).await;
     let page = fetch_via_tor(alice, &host, "/", Duration::from_secs(120)).await;
     assert_eq!(
         page.map(|p| p.status),

@@ -426,6 +426,57 @@ impl TestNetwork {
         self.socks
     }
 
+    /// Another tor client on this network, in `dir` (a viewer who has not been here before:
+    /// no cached descriptors), holding the client-authorization keys in `keys` if given
+    /// (`ClientOnionAuthDir`). Returns once it has bootstrapped (panics after 120 s): the
+    /// child (killed on drop) and its SOCKS address.
+    pub async fn extra_client(&self, dir: &Path, keys: Option<&Path>) -> (Child, SocketAddr) {
+        std::fs::create_dir_all(dir).expect("the client's folder");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .expect("the client's folder is private");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = dir.join("notice.log");
+        let mut torrc = self.torrc_lines();
+        torrc.extend([
+            format!("DataDirectory {}", quoted(&dir.join("data"))),
+            format!("SocksPort 127.0.0.1:{port}"),
+            format!("Log notice file {}", quoted(&log)),
+        ]);
+        if let Some(keys) = keys {
+            torrc.push(format!("ClientOnionAuthDir {}", quoted(keys)));
+        }
+        let file = dir.join("torrc");
+        std::fs::write(&file, torrc.join("\n")).expect("the client's torrc");
+        let child = Command::new("tor")
+            .arg("-f")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tor runs");
+        let start = Instant::now();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Bootstrapped 100%")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the extra client in {} never bootstrapped",
+                dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        (child, SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     /// torrc lines that make another tor (e.g. onionstream's own) join this network as a
     /// client or onion service. They set no port, directory or log of their own.
     pub fn torrc_lines(&self) -> Vec<String> {
@@ -746,6 +797,31 @@ async fn all_list_routers(consensuses: &[PathBuf], n: usize) -> bool {
         }
     }
     true
+}
+
+/// POSTs a form (`body` already encoded) to `http://host/path` through the SOCKS5 proxy
+/// `socks` and reads the whole answer.
+pub async fn post_form_via(
+    socks: SocketAddr,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<crate::http::Response> {
+    let mut stream = socks5_connect(socks, host, 80).await?;
+    let req = crate::http::request(
+        "POST",
+        path,
+        host,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Length", &body.len().to_string()),
+        ],
+        body.as_bytes(),
+    );
+    stream.write_all(&req).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    Ok(crate::http::parse(&raw))
 }
 
 /// Connects through a SOCKS5 proxy (no authentication) to `host:port`, sent as a domain

@@ -146,3 +146,23 @@ pub fn ctl_ok(data_dir: &Path, args: &[&str]) -> String {
     assert_eq!(code, 0, "ctl {args:?}: {err}{out}");
     out
 }
+
+/// `onionstream --data-dir DIR edge add NAME` at an origin: the key it printed.
+pub fn edge_add(data_dir: &Path, name: &str) -> String {
+    let dir = path_str(data_dir);
+    let (code, out, err) = run(&["--data-dir", dir.as_str(), "edge", "add", name]);
+    assert_eq!(code, 0, "edge add {name}: {err}{out}");
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("osedge1-"))
+        .unwrap_or_else(|| panic!("no key in {out}"))
+        .to_owned()
+}
+
+/// `onionstream --data-dir DIR edge ARGS` that must succeed: its stdout.
+pub fn edge_ok(data_dir: &Path, args: &[&str]) -> String {
+    let dir = path_str(data_dir);
+    let (code, out, err) = run(&[&["--data-dir", dir.as_str(), "edge"], args].concat());
+    assert_eq!(code, 0, "edge {args:?}: {err}{out}");
+    out
+}
