@@ -188,6 +188,28 @@ pub fn is_onion_address(a: &str) -> bool {
     })
 }
 
+/// Onionbalance gets SIGTERM when onionstream dies, however it dies (even by SIGKILL, when
+/// no drop runs): Linux's parent-death signal. Elsewhere only a clean stop ends it.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: between fork and exec only async-signal-safe calls: prctl and getppid.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl: then we belong to init already.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::other("onionstream is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
+
 /// A running Onionbalance supervisor. Dropping it kills Onionbalance.
 pub struct Balance {
     stop: Option<oneshot::Sender<()>>,
@@ -293,6 +315,7 @@ async fn supervise(
         if settings.testnet {
             cmd.arg("--is-testnet");
         }
+        die_with_parent(&mut cmd);
         let started = Instant::now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,

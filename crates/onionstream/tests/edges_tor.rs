@@ -254,5 +254,11 @@ async fn edges_pull_through_tor_and_viewers_come_through_one_front_address() {
         t_dead.elapsed()
     );
     drop(b);
-    origin.stop().await;
+
+    // Onionbalance never outlives the origin, even one killed with SIGKILL (no clean stop).
+    let balance = child_pids(origin.pid(), "onionbalance");
+    assert_eq!(balance.len(), 1, "the origin runs one Onionbalance");
+    kill(origin.pid());
+    let gone = testkit::proc::wait_gone(balance[0], Duration::from_secs(10)).await;
+    eprintln!("Onionbalance gone {gone:?} after the origin was killed");
 }

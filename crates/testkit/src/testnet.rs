@@ -447,7 +447,7 @@ impl TestNetwork {
         torrc.extend([
             format!("DataDirectory {}", quoted(&dir.join("data"))),
             format!("SocksPort 127.0.0.1:{port}"),
-            format!("Log notice file {}", quoted(&log)),
+            format!("Log notice file {}", log.display()),
         ]);
         if let Some(keys) = keys {
             torrc.push(format!("ClientOnionAuthDir {}", quoted(keys)));
