@@ -35,7 +35,10 @@ Files in the data directory:
   emotes.json and emotes/  chat emotes: [{\"name\": \":cat:\", \"file\": \"cat.png\",
               \"width\": 32, \"height\": 32}] with the images in emotes/
   tor/        onionstream's own tor (with --onion): torrc, state, and hidden_service/, whose
-              keys are the onion address (back it up to keep the address)";
+              keys are the onion address (back it up to keep the address)
+  edges.json  the edges allowed to relay the stream (hashes of their keys; onionstream edge)
+  balance/    the Onionbalance front key and its config ([balance]): back up front.key to
+              keep the front address";
 
 fn source_long_help() -> String {
     format!(
@@ -147,8 +150,8 @@ pub enum Command {
     /// Give the same --data-dir or --config as the server. Protocol: docs/CONTROL.md
     Ctl(crate::ctl::CtlArgs),
     /// The edges this server (the origin) lets relay its stream: each is another onionstream
-    /// started with --origin and the key printed here. Changes take effect at once, running
-    /// or not. See docs/SCALING.md
+    /// started with --origin and the key printed here. A key works, or stops working, at once;
+    /// the onion service admits only edges from the next start. See docs/SCALING.md
     #[command(subcommand)]
     Edge(EdgeCommand),
 }
