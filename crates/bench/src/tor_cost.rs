@@ -11,7 +11,9 @@
 //! time): what the circuit adds. The demo hands each fragment to the store when its last
 //! sample is due, so that is also the live latency wall − (media end) but for the server's
 //! own ~1 ms (`--delay`); plus the fragment's duration (200 ms) it is wall − (media start),
-//! the table's figure.
+//! the table's figure. Each step's viewers use new SOCKS credentials, so new circuits (one
+//! rendezvous circuit per viewer at the service); an earlier step's circuits stay open, idle,
+//! until the client tor retires them.
 //!
 //! Owns: the tor-cost phase. Must never: let any tor reach beyond 127.0.0.1 (only the private
 //! network's torrc lines), count the warm-up (connects, circuit builds, start-up bursts), or
@@ -139,7 +141,8 @@ pub async fn run(plan: &TorCostPlan) {
             .await;
             print_row(&row);
             rows.push(row);
-            // Let the step's circuits close before the next.
+            // Let the step's streams close before the next. Their circuits stay open, idle,
+            // until the client tor retires them (minutes): the next step builds new ones.
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
         server.stop().await;
