@@ -61,6 +61,37 @@ pub struct Args {
     /// Measurement time of each delay / latency run, in seconds
     #[arg(long, default_value_t = 15)]
     pub run_secs: u64,
+    /// Edges (not part of the default set; minutes): an origin and 2 edges on loopback (latency
+    /// origin -> edge, origin upload per edge, viewers one edge keeps up), then one edge
+    /// pulling the origin's onion address through the private Tor network (needs tor and an
+    /// onionstream built with --features test-hooks; skipped when tor is missing)
+    #[arg(long)]
+    pub edges: bool,
+    /// Measurement window of each --edges step, in seconds (after 8 s of warm-up)
+    #[arg(long, default_value_t = 30)]
+    pub edges_secs: u64,
+    /// Viewer counts at one edge for --edges, one step each
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+    pub edge_viewers: Vec<usize>,
+    /// For --edges, only the loopback part (no private Tor network)
+    #[arg(long)]
+    pub edges_no_tor: bool,
+    /// What Tor costs per viewer (not part of the default set; minutes, and it saturates 2
+    /// cores at 200 viewers): onionstream --onion on the private Tor network (needs tor and
+    /// --features test-hooks), N viewers each on its own circuit; who kept up, Mbit/s, CPU of
+    /// the service's tor, of onionstream and of the network's other tors, added latency
+    #[arg(long)]
+    pub tor_cost: bool,
+    /// Viewer counts for --tor-cost, one step each (one network and server for all)
+    #[arg(long, value_delimiter = ',', default_value = "100,200")]
+    pub tor_cost_viewers: Vec<usize>,
+    /// Warm-up of each --tor-cost step (viewers connect at 10/s, then the start-up burst), in
+    /// seconds
+    #[arg(long, default_value_t = 40)]
+    pub tor_cost_warmup_secs: u64,
+    /// Measurement window of each --tor-cost step, in seconds
+    #[arg(long, default_value_t = 30)]
+    pub tor_cost_secs: u64,
     /// The `onionstream` binary the real-binary phases run (default: next to this binary)
     #[arg(long)]
     pub binary: Option<PathBuf>,

@@ -4,7 +4,7 @@
 //! traffic anywhere but loopback, or run without bounds (every phase has a fixed duration);
 //! it is not shipped (`publish = false`; `cargo install onionstream` never installs it).
 //!
-//! Phases (all by default; pick with flags):
+//! Phases (all but `--soak`, `--edges` and `--tor-cost` by default; pick with flags):
 //! - `--delay`: server-added delay, from a fragment entering the store to its first byte
 //!   at each of N connected viewers (N = 1, 100, 1000), p50/p99. Store, server and clients
 //!   share this process (one clock); the demo clip feeds the store in real time.
@@ -42,18 +42,37 @@
 //!   after each kind of change); prints its verdict and figures as one JSON line too
 //!   (`soak json: {...}`), and exits non-zero when a pass criterion fails (see [`soak`]).
 //!
+//! - `--edges` (only when asked for; minutes): edges relaying an origin's stream, real
+//!   binaries. On loopback, an origin (demo source) and 2 edges: the latency an edge adds
+//!   (a fragment's arrival at an edge's viewer less its arrival at the origin's, matched by
+//!   decode time, p50/p99 over `--edges-secs`), the origin's upload per edge next to the
+//!   stream's rate (with 1 viewer per edge and with each `--edge-viewers` count at one edge:
+//!   it must not grow), and how many viewers one edge keeps up with its CPU and RSS per viewer
+//!   and the origin's CPU. Then (unless `--edges-no-tor`; needs tor and `--features
+//!   test-hooks`) an origin `--onion` and one edge pulling its onion address through its own
+//!   tor on the private network: the same latency and upload.
+//! - `--tor-cost` (only when asked for; minutes, saturates 2 cores at 200 viewers):
+//!   `onionstream --onion` on the private Tor network, N viewers (`--tor-cost-viewers`,
+//!   default 100,200) each on its own circuit; after a warm-up, over a window: who kept up,
+//!   Mbit/s, CPU of the service's tor, of onionstream and of the network's other tors, and
+//!   the latency the circuit adds. Needs tor and `--features test-hooks`.
+//!
 //! `--binary PATH` runs that `onionstream` instead of the one next to this binary.
 //!
 //! # Layout
 //!
 //! One module per phase: [`delay`], [`latency`], [`capacity`], [`onion`], [`chat`],
-//! [`fanout`], [`soak`]. What several of them share:
+//! [`fanout`], [`soak`], [`edges`], [`tor_cost`]. What several of them share:
 //! - [`args`]: the flags (`bench --help`).
 //! - [`server`]: the real `onionstream` process (which binary, started on a loopback port).
 //! - [`in_process_server`]: store, room and router served from this process.
 //! - [`http`]: the loopback HTTP/1 client (`/stream.mp4`, one response, forms).
 //! - [`live_socket`]: the WebSocket client of `GET /live`.
-//! - [`moof_scanner`]: `moof` sequence numbers of a byte stream, as it arrives.
+//! - [`moof_scanner`]: `moof` sequence numbers (and first decode times) of a byte stream, as
+//!   it arrives.
+//! - [`fragment_arrivals`]: when each fragment of a `/stream.mp4` arrives, by decode time;
+//!   byte-counting viewers and who kept up.
+//! - [`private_tor`]: the private Tor network of the tor phases, and no tor left behind.
 //! - [`procfs`]: a process's CPU and RSS from /proc, a path's filesystem type.
 //! - [`open_files`]: this process's open-files limit (the server inherits it).
 //! - [`percentile`]: percentiles of samples.
@@ -64,7 +83,9 @@ mod capacity;
 mod chat;
 mod chat_texts;
 mod delay;
+mod edges;
 mod fanout;
+mod fragment_arrivals;
 mod http;
 mod in_process_server;
 mod latency;
@@ -73,9 +94,11 @@ mod moof_scanner;
 mod onion;
 mod open_files;
 mod percentile;
+mod private_tor;
 mod procfs;
 mod server;
 mod soak;
+mod tor_cost;
 
 use std::time::Duration;
 
@@ -92,7 +115,9 @@ fn main() -> std::process::ExitCode {
         || args.onion
         || args.chat
         || args.fanout
-        || args.soak)
+        || args.soak
+        || args.edges
+        || args.tor_cost)
     {
         args.delay = true;
         args.latency = true;
@@ -131,6 +156,22 @@ fn main() -> std::process::ExitCode {
                 args.fanout_messages,
                 Duration::from_millis(args.fanout_interval_ms),
             )
+            .await;
+        }
+        if args.edges {
+            edges::run(&edges::EdgesPlan {
+                window: Duration::from_secs(args.edges_secs),
+                viewers: args.edge_viewers.clone(),
+                tor: !args.edges_no_tor,
+            })
+            .await;
+        }
+        if args.tor_cost {
+            tor_cost::run(&tor_cost::TorCostPlan {
+                viewers: args.tor_cost_viewers.clone(),
+                warm_up: Duration::from_secs(args.tor_cost_warmup_secs),
+                window: Duration::from_secs(args.tor_cost_secs),
+            })
             .await;
         }
         if args.soak {

@@ -831,6 +831,19 @@ pub async fn socks5_connect(
     host: &str,
     port: u16,
 ) -> std::io::Result<TcpStream> {
+    socks5_connect_as(proxy, host, port, None).await
+}
+
+/// Like [`socks5_connect`], authenticating with `isolation` as both user name and password
+/// (RFC 1929) when given: tor (`IsolateSOCKSAuth`, on by default) carries connections with
+/// different credentials on different circuits, so each distinct `isolation` gets a circuit
+/// of its own. `None` is [`socks5_connect`] (no authentication).
+pub async fn socks5_connect_as(
+    proxy: SocketAddr,
+    host: &str,
+    port: u16,
+    isolation: Option<&str>,
+) -> std::io::Result<TcpStream> {
     use std::io::{Error, ErrorKind};
     if !proxy.ip().is_loopback() {
         return Err(Error::new(
@@ -842,14 +855,45 @@ pub async fn socks5_connect(
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "host name must be 1..=255 bytes"))?;
+    let credential = match isolation {
+        Some(c) => Some(
+            u8::try_from(c.len())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        "SOCKS5 user name must be 1..=255 bytes",
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let mut s = TcpStream::connect(proxy).await?;
-    s.write_all(&[5, 1, 0]).await?;
+    let method = if credential.is_some() { 2 } else { 0 };
+    s.write_all(&[5, 1, method]).await?;
     let mut reply = [0u8; 2];
     s.read_exact(&mut reply).await?;
-    if reply != [5, 0] {
+    if reply != [5, method] {
         return Err(Error::other(format!(
-            "SOCKS5 proxy refused no-auth method: {reply:?}"
+            "SOCKS5 proxy refused method {method}: {reply:?}"
         )));
+    }
+    if let (Some(c), Some(len)) = (isolation, credential) {
+        // Version 1 of the user name/password subnegotiation; the same string for both.
+        let mut auth = Vec::with_capacity(3 + 2 * c.len());
+        auth.extend_from_slice(&[1, len]);
+        auth.extend_from_slice(c.as_bytes());
+        auth.push(len);
+        auth.extend_from_slice(c.as_bytes());
+        s.write_all(&auth).await?;
+        let mut status = [0u8; 2];
+        s.read_exact(&mut status).await?;
+        if status[1] != 0 {
+            return Err(Error::other(format!(
+                "SOCKS5 proxy refused the credentials: {status:?}"
+            )));
+        }
     }
     let mut req = Vec::with_capacity(7 + host.len());
     req.extend_from_slice(&[5, 1, 0, 3, host_len]);
