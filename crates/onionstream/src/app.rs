@@ -162,6 +162,9 @@ impl App {
             relay: relay.clone(),
             upstream: upstream.clone(),
         };
+        // An edge's link and viewer reports: started below, once its tor can reach an onion
+        // origin (trying before would only log failures).
+        let mut edge_tasks = None;
         let source = match (spec, upstream) {
             (Some(spec), _) => {
                 tracing::info!("source: {spec}");
@@ -177,8 +180,7 @@ impl App {
                      viewers; chat and every room request go to the origin",
                     up.authority()
                 );
-                shutdown.spawn(web::upstream::link::pull(up.clone(), store.clone()));
-                shutdown.spawn(web::upstream::link::report(up, viewers.clone()));
+                edge_tasks = Some((up, store.clone(), viewers.clone()));
                 None
             }
             (None, None) => unreachable!("a server is an origin or an edge"),
@@ -247,6 +249,21 @@ impl App {
             shutdown.spawn(announce_onion(service.status(), upstream_for_onion.clone()));
             service
         });
+        if let Some((up, store, viewers)) = edge_tasks {
+            let tor_ready = onion
+                .as_ref()
+                .filter(|_| reach_onion)
+                .map(|service| service.status());
+            shutdown.spawn(async move {
+                if let Some(status) = tor_ready {
+                    wait_for_tor(status).await;
+                }
+                tokio::join!(
+                    web::upstream::link::pull(up.clone(), store),
+                    web::upstream::link::report(up, viewers)
+                );
+            });
+        }
         let balance = match (config.balance.enabled, &relay_keys) {
             (true, Some(keys)) => {
                 start_balance(&config, &data_dir, keys.clone(), testnet, &shutdown)
@@ -336,6 +353,20 @@ impl App {
             console::server::remove(&path);
         }
         tracing::info!("stopped");
+    }
+}
+
+/// Resolves once tor is connected to the Tor network (or will not be: no tor installed).
+async fn wait_for_tor(mut status: tokio::sync::watch::Receiver<onion::service::OnionStatus>) {
+    use onion::service::OnionStatus as O;
+    loop {
+        let ready = matches!(
+            *status.borrow_and_update(),
+            O::Connected | O::Publishing { .. } | O::Published { .. } | O::TorMissing
+        );
+        if ready || status.changed().await.is_err() {
+            return;
+        }
     }
 }
 
