@@ -20,7 +20,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// `onionstream` of this test's profile, built (or found up to date) by
-/// `cargo build -p onionstream --bin onionstream --features onionstream/test-hooks --locked` in
+/// `cargo build -p onionstream --bin onionstream --features test-hooks --locked` in
 /// the bench's own target folder: `<target dir>/<profile>/onionstream`, beside `bench`. With the
 /// test hooks, as `cargo test` builds it for onionstream's own tests: both write the same file,
 /// and a build without them would replace the binary those tests run with one that refuses
@@ -42,8 +42,10 @@ fn onionstream_binary() -> PathBuf {
             "onionstream",
             "--bin",
             "onionstream",
+            // Not `onionstream/test-hooks`: onionstream's dev-dependency on itself is also named
+            // onionstream, and that spelling turns the feature on for it, not for the build.
             "--features",
-            "onionstream/test-hooks",
+            "test-hooks",
             "--locked",
         ])
         .arg("--target-dir")

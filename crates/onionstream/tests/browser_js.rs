@@ -563,3 +563,68 @@ async fn the_live_page_follows_the_stream_going_live_and_offline_without_reloadi
     b.quit().await;
     server.stop().await;
 }
+
+/// Through an edge (`docs/SCALING.md`): the same page, the video from the edge's own store,
+/// the chat and the status over a WebSocket the edge joins to the origin's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_an_edge_the_live_page_plays_and_chats_with_the_origin() {
+    let origin_dir = testkit::temp::TempDir::new("browser-edge-origin").keep();
+    let key = edge_add(&origin_dir, "browser");
+    let origin = Server::start(&["--data-dir", &path_str(&origin_dir)], Some(NO_CAPTCHA)).await;
+    let edge = Server::start(
+        &[
+            "--origin",
+            &format!("http://{}/", origin.addr),
+            "--origin-key",
+            &key,
+        ],
+        None,
+    )
+    .await;
+    let start = Instant::now();
+    while open(edge.addr, "/stream.mp4?token=edge-ready-check-01", None)
+        .await
+        .status
+        != 200
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the edge relays; log:\n{}",
+            edge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let trap = ProxyTrap::start();
+    let b = js_browser("js-edge", &trap).await;
+    open_live(&b, &edge, "/").await;
+    let c = &b.client;
+    wait_until(
+        c,
+        "const v = document.querySelector('video'); return v.currentTime > 1 && document.querySelector('.player').dataset.mode === 'mse'",
+        Duration::from_secs(20),
+        "the MSE player plays through the edge",
+    )
+    .await;
+    // The broadcaster speaks at the origin: the page at the edge shows it live.
+    ctl_ok(&origin_dir, &["chat", "say", "hello edge viewers"]);
+    wait_until(
+        c,
+        "return [...document.querySelectorAll('#live-messages li.message .text')].some(e => e.textContent === 'hello edge viewers')",
+        Duration::from_secs(5),
+        "the origin's message shows at the edge",
+    )
+    .await;
+    // And a viewer at the edge posts into the origin's room.
+    send_message(c, "from behind the edge").await;
+    let start = Instant::now();
+    while !ctl_ok(&origin_dir, &["chat", "show", "5"]).contains("from behind the edge") {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the post reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.save_screenshot("js-edge.png").await;
+    assert_clean(&b, &trap);
+    b.quit().await;
+}

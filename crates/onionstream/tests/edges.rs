@@ -205,6 +205,20 @@ async fn edges_relay_the_video_and_share_one_room() {
         );
     }
 
+    // An edge's viewer cannot moderate without the broadcaster's key: the origin judges the
+    // forwarded form as its own, and the ban stands.
+    let r = testkit::http::post_form(
+        a.addr,
+        &format!("/chat/moderate?token={BOB}"),
+        &format!("key=forged&action=unban&user={alice}"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let form = get(b.addr, &format!("/chat/form?token={ALICE}"))
+        .await
+        .text();
+    assert!(form.contains("You are banned from the chat."), "{form}");
+
     // Viewers at the edges count at the origin: the two who watched above, and two more.
     let mut extra = Vec::new();
     for (edge, t) in [(&a, "viewer-at-a-000002"), (&b, "viewer-at-b-000002")] {
