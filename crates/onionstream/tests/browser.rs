@@ -893,3 +893,97 @@ async fn the_broadcasters_hide_and_ban_reach_a_viewer_without_javascript() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Through an edge (`docs/SCALING.md`), without JavaScript: the `<video>` plays the edge's
+/// own `/stream.mp4`, and the chat frames and form (forwarded to the origin) work — a message
+/// typed at the edge is in the origin's room, one said at the origin shows at the edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_an_edge_the_video_plays_and_the_chat_works_without_javascript() {
+    let origin_dir = testkit::temp::TempDir::new("browser-edge-origin").keep();
+    let key = edge_add(&origin_dir, "nojs");
+    let origin = Server::start(&["--data-dir", &path_str(&origin_dir)], Some(NO_CAPTCHA)).await;
+    let edge = Server::start(
+        &[
+            "--origin",
+            &format!("http://{}/", origin.addr),
+            "--origin-key",
+            &key,
+        ],
+        None,
+    )
+    .await;
+    wait_until("the edge relays", Duration::from_secs(20), || async {
+        (open(edge.addr, "/stream.mp4?token=edge-ready-check-02", None)
+            .await
+            .status
+            == 200)
+            .then_some(())
+    })
+    .await;
+    let trap = ProxyTrap::start();
+    let b = Browser::start("edge-nojs", &trap).await;
+    open_page(&b, &edge).await;
+    let c = &b.client;
+    let video = c.find(Locator::Css("video.video")).await.unwrap();
+    let played = wait_until(
+        "the video plays at the edge",
+        Duration::from_secs(20),
+        || async {
+            let t = prop_json(&video, "currentTime")
+                .await
+                .as_f64()
+                .unwrap_or(0.0);
+            (t > 1.0).then_some(t)
+        },
+    )
+    .await;
+    println!("played {played:.1} s through the edge");
+
+    in_frame(c, "iframe.chat-form-frame", |c| async move {
+        let area = c.find(Locator::Css("textarea[name=text]")).await.unwrap();
+        area.send_keys("typed at the edge").await.unwrap();
+        c.find(Locator::XPath(
+            "//button[@type='submit' and normalize-space()='Chat']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("textarea[name=text]"))
+            .await
+            .unwrap();
+    })
+    .await;
+    wait_until(
+        "the post reached the origin",
+        Duration::from_secs(10),
+        || async {
+            ctl_ok(&origin_dir, &["chat", "show", "5"])
+                .contains("typed at the edge")
+                .then_some(())
+        },
+    )
+    .await;
+    ctl_ok(&origin_dir, &["chat", "say", "said at the origin"]);
+    wait_until(
+        "the edge's frame shows the origin's message",
+        Duration::from_secs(10),
+        || async {
+            messages_text(c)
+                .await
+                .contains("said at the origin")
+                .then_some(())
+        },
+    )
+    .await;
+    b.save_screenshot("edge-nojs.png").await;
+    let hits = trap.hits();
+    assert!(
+        hits.is_empty(),
+        "the browser tried to reach other hosts: {hits:?}"
+    );
+    b.quit().await;
+}
