@@ -188,14 +188,17 @@ pub fn is_onion_address(a: &str) -> bool {
     })
 }
 
-/// Onionbalance gets SIGTERM when onionstream dies, however it dies (even by SIGKILL, when
-/// no drop runs): Linux's parent-death signal. Elsewhere only a clean stop ends it.
+/// Onionbalance gets SIGKILL when onionstream dies, however it dies (even by SIGKILL, when
+/// no drop runs): Linux's parent-death signal. SIGKILL, not SIGTERM: Onionbalance's own
+/// SIGTERM handler closes its tor connection first, and with tor gone at the same moment it
+/// was seen to live on; it keeps nothing that needs a clean exit. Elsewhere only a clean stop
+/// ends it.
 #[cfg(target_os = "linux")]
 fn die_with_parent(cmd: &mut Command) {
     // SAFETY: between fork and exec only async-signal-safe calls: prctl and getppid.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died before prctl: then we belong to init already.

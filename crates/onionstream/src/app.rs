@@ -24,6 +24,9 @@ use crate::title_file::{self, TitleWatch};
 const ROOM_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the edges' onion addresses are read for Onionbalance.
 const BALANCE_EDGES_POLL: Duration = Duration::from_secs(5);
+/// An edge whose link to the origin is gone this long is taken out of the front address
+/// (Onionbalance alone would list it until its descriptor expires, for hours).
+const EDGE_GONE_AFTER: Duration = Duration::from_secs(30);
 /// After the listener closed: how long the background tasks get to end.
 const TASKS_GRACE: Duration = Duration::from_secs(5);
 
@@ -265,9 +268,14 @@ impl App {
             });
         }
         let balance = match (config.balance.enabled, &relay_keys) {
-            (true, Some(keys)) => {
-                start_balance(&config, &data_dir, keys.clone(), testnet, &shutdown)
-            }
+            (true, Some(keys)) => start_balance(
+                &config,
+                &data_dir,
+                keys.clone(),
+                relay.clone(),
+                testnet,
+                &shutdown,
+            ),
             _ => None,
         };
         if let Some(listener) = metrics_listener {
@@ -378,6 +386,7 @@ fn start_balance(
     config: &Config,
     data_dir: &std::path::Path,
     keys: room::edges::EdgeKeys,
+    relay: web::relay::Relay,
     testnet: bool,
     shutdown: &Shutdown,
 ) -> Option<onion::balance::Balance> {
@@ -396,21 +405,29 @@ fn start_balance(
     println!("onionstream: front address http://{front}/ (edges: onion.front = \"{front}\")");
     tracing::warn!(
         "front address {front} (Onionbalance): at most {} edges per front address, no \
-         proof-of-work defence on the front descriptor, a dead edge stays listed until the \
-         edges' descriptors are fetched again (every 10 minutes)",
-        onion::balance::MAX_INSTANCES
+         proof-of-work defence on the front descriptor, and an edge that died is taken out \
+         only {} s after its link to this server went (the front is then published again \
+         within about a minute)",
+        onion::balance::MAX_INSTANCES,
+        EDGE_GONE_AFTER.as_secs()
     );
-    let (tx, rx) = tokio::sync::watch::channel(keys.onions().unwrap_or_default());
+    // Listed: the edges that reported an address and are linked to us (or were, a moment ago).
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
     shutdown.spawn(async move {
         let mut tick = tokio::time::interval(BALANCE_EDGES_POLL);
         loop {
             tick.tick().await;
             let keys = keys.clone();
-            let onions = tokio::task::spawn_blocking(move || keys.onions())
+            let edges = tokio::task::spawn_blocking(move || keys.list())
                 .await
                 .ok()
                 .and_then(Result::ok);
-            if let Some(onions) = onions {
+            if let Some(edges) = edges {
+                let onions: Vec<String> = edges
+                    .into_iter()
+                    .filter(|e| relay.linked_within(&e.name, EDGE_GONE_AFTER))
+                    .filter_map(|e| e.onion)
+                    .collect();
                 tx.send_if_modified(|old| {
                     let changed = *old != onions;
                     *old = onions;

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use futures_util::StreamExt;
 use testkit::testnet::{post_form_via, socks5_connect, TestNetwork};
 
 const T: &str = "front-viewer-000001";
@@ -232,9 +233,57 @@ async fn edges_pull_through_tor_and_viewers_come_through_one_front_address() {
     assert_ffmpeg_decodes(&data, "video through the front address");
     drop(video);
 
+    // A crowd at one edge: 70 live pages, each a WebSocket that edge b carries to the origin
+    // through Tor. The origin's tor closes a circuit that opens more than 64 streams; the edge
+    // spreads its viewers over circuits, and its own link to the origin is on none of them.
+    let mut crowd = Vec::new();
+    for i in 0..70 {
+        let tcp = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(
+            format!("ws://{}/live?token=crowd-viewer-{i:06}", b.addr),
+            tcp,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("socket {i} through the edge: {e}\n{}", b.log()));
+        let hello = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a hello in time")
+            .expect("a frame")
+            .expect("a good frame");
+        assert!(hello.to_text().unwrap_or_default().contains("\"hello\""));
+        crowd.push(ws);
+    }
+    let mut after = open(b.addr, "/stream.mp4?token=after-the-crowd-01", None).await;
+    assert_eq!(after.status, 200);
+    let media = ReceivedMedia::parse(&after.read_for(Duration::from_secs(4)).await);
+    assert!(media.media_secs() >= 2.0, "{:.1} s", media.media_secs());
+    assert!(
+        !b.log().contains("link to the origin lost"),
+        "the crowd cost edge b its link:\n{}",
+        b.log()
+    );
+    drop(crowd);
+
     // One edge dies: a viewer who has not been here before still gets video through the
-    // front address (its tor tries the introduction points of the edge that is left).
+    // front address.
+    // The origin sees its link go and, 30 s later, takes it out of the front address.
+    let before = origin.log().matches("Onionbalance: started for").count();
     drop(a);
+    let t_out = Instant::now();
+    while !origin.log().contains("Onionbalance: started for 1 edge(s)")
+        || origin.log().matches("Onionbalance: started for").count() == before
+    {
+        assert!(
+            t_out.elapsed() < Duration::from_secs(90),
+            "the dead edge was never taken out of the front; origin log:\n{}",
+            origin.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!(
+        "dead edge taken out of the front after {:?}",
+        t_out.elapsed()
+    );
     let (_client, socks) = net.extra_client(&root.join("fresh"), None).await;
     let t_dead = Instant::now();
     let mut video = fetch_via_tor(

@@ -78,6 +78,8 @@ pub struct Relay {
     run: Arc<str>,
     reports: Arc<Mutex<HashMap<String, EdgeReport>>>,
     links: Arc<Mutex<HashMap<String, usize>>>,
+    /// When each edge's last link closed.
+    unlinked: Arc<Mutex<HashMap<String, Instant>>>,
     /// When a refusal was last logged, and how many were not logged since.
     refusals: Arc<Mutex<(Option<Instant>, u64)>>,
 }
@@ -96,6 +98,7 @@ impl Relay {
                 .into(),
             reports: Arc::default(),
             links: Arc::default(),
+            unlinked: Arc::default(),
             refusals: Arc::default(),
         }
     }
@@ -151,8 +154,30 @@ impl Relay {
             *n -= 1;
             if *n == 0 {
                 links.remove(name);
+                self.unlinked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_owned(), Instant::now());
             }
         }
+    }
+
+    /// Whether edge `name` has a link open now, or had one less than `grace` ago (a link
+    /// being made again after an origin or edge restart).
+    pub fn linked_within(&self, name: &str, grace: Duration) -> bool {
+        if self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
+        {
+            return true;
+        }
+        self.unlinked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .is_some_and(|t| t.elapsed() < grace)
     }
 }
 

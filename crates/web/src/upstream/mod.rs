@@ -143,7 +143,11 @@ pub enum EdgeAccess {
 #[derive(Clone)]
 pub struct Upstream {
     origin: Arc<OriginConfig>,
+    /// For the viewers' requests (the proxy), their circuits filled one after the other.
     client: Client<OriginConnector, Body>,
+    /// For the edge's own requests (the stream link, access answers, reports): circuits of
+    /// their own, so a crowd of viewers never shares the video's circuit.
+    own: Client<OriginConnector, Body>,
     access: Arc<Mutex<HashMap<Token, (Instant, EdgeAccess)>>>,
     /// This edge's own onion address, once tor made it: told to the origin with each link, so
     /// its Onionbalance can list it.
@@ -161,13 +165,24 @@ impl fmt::Debug for Upstream {
 impl Upstream {
     /// The origin, reached directly, or through tor's SOCKS socket `socks`.
     pub fn new(origin: OriginConfig, socks: Option<std::path::PathBuf>) -> Self {
-        let connector = OriginConnector::new(socks, ORIGIN_TIMEOUT);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let client_for = |circuits| {
+            Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build(OriginConnector::new(
+                    socks.clone(),
+                    ORIGIN_TIMEOUT,
+                    circuits,
+                ))
+        };
+        let client = client_for(connect::Circuits::new(
+            "viewers",
+            connect::STREAMS_PER_CIRCUIT,
+        ));
+        let own = client_for(connect::Circuits::new("edge", connect::STREAMS_PER_CIRCUIT));
         Upstream {
             origin: Arc::new(origin),
             client,
+            own,
             access: Arc::default(),
             own_onion: Arc::default(),
         }
@@ -216,9 +231,22 @@ impl Upstream {
         Ok(req)
     }
 
-    /// Sends a request to the origin; its response head, within [`ORIGIN_TIMEOUT`].
+    /// Sends one of the edge's own requests to the origin; its response head, within
+    /// [`ORIGIN_TIMEOUT`].
     async fn send(&self, req: Request<Body>) -> Result<axum::response::Response, String> {
-        match tokio::time::timeout(ORIGIN_TIMEOUT, self.client.request(req)).await {
+        Self::send_with(&self.own, req).await
+    }
+
+    /// Sends a viewer's request on to the origin (on the viewers' circuits).
+    async fn forward(&self, req: Request<Body>) -> Result<axum::response::Response, String> {
+        Self::send_with(&self.client, req).await
+    }
+
+    async fn send_with(
+        client: &Client<OriginConnector, Body>,
+        req: Request<Body>,
+    ) -> Result<axum::response::Response, String> {
+        match tokio::time::timeout(ORIGIN_TIMEOUT, client.request(req)).await {
             Ok(Ok(r)) => Ok(r.map(Body::new)),
             Ok(Err(e)) => Err(format!("cannot reach the origin: {e}")),
             Err(_) => Err(format!(

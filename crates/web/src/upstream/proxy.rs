@@ -94,7 +94,7 @@ pub async fn forward(State(app): State<AppState>, mut req: Request) -> Response 
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    let mut resp = match up.send(Request::from_parts(parts, body)).await {
+    let mut resp = match up.forward(Request::from_parts(parts, body)).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("cannot forward a request to the origin: {e}");
