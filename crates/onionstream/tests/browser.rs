@@ -899,27 +899,8 @@ async fn the_broadcasters_hide_and_ban_reach_a_viewer_without_javascript() {
 /// typed at the edge is in the origin's room, one said at the origin shows at the edge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_an_edge_the_video_plays_and_the_chat_works_without_javascript() {
-    let origin_dir = testkit::temp::TempDir::new("browser-edge-origin").keep();
-    let key = edge_add(&origin_dir, "nojs");
-    let origin = Server::start(&["--data-dir", &path_str(&origin_dir)], Some(NO_CAPTCHA)).await;
-    let edge = Server::start(
-        &[
-            "--origin",
-            &format!("http://{}/", origin.addr),
-            "--origin-key",
-            &key,
-        ],
-        None,
-    )
-    .await;
-    wait_until("the edge relays", Duration::from_secs(20), || async {
-        (open(edge.addr, "/stream.mp4?token=edge-ready-check-02", None)
-            .await
-            .status
-            == 200)
-            .then_some(())
-    })
-    .await;
+    let (origin_dir, _origin, edge) =
+        origin_and_edge("browser-edge-nojs-origin", Some(NO_CAPTCHA)).await;
     let trap = ProxyTrap::start();
     let b = Browser::start("edge-nojs", &trap).await;
     open_page(&b, &edge).await;

@@ -568,32 +568,8 @@ async fn the_live_page_follows_the_stream_going_live_and_offline_without_reloadi
 /// the chat and the status over a WebSocket the edge joins to the origin's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_an_edge_the_live_page_plays_and_chats_with_the_origin() {
-    let origin_dir = testkit::temp::TempDir::new("browser-edge-origin").keep();
-    let key = edge_add(&origin_dir, "browser");
-    let origin = Server::start(&["--data-dir", &path_str(&origin_dir)], Some(NO_CAPTCHA)).await;
-    let edge = Server::start(
-        &[
-            "--origin",
-            &format!("http://{}/", origin.addr),
-            "--origin-key",
-            &key,
-        ],
-        None,
-    )
-    .await;
-    let start = Instant::now();
-    while open(edge.addr, "/stream.mp4?token=edge-ready-check-01", None)
-        .await
-        .status
-        != 200
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the edge relays; log:\n{}",
-            edge.log()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let (origin_dir, _origin, edge) =
+        origin_and_edge("browser-edge-origin", Some(NO_CAPTCHA)).await;
     let trap = ProxyTrap::start();
     let b = js_browser("js-edge", &trap).await;
     open_live(&b, &edge, "/").await;

@@ -166,3 +166,35 @@ pub fn edge_ok(data_dir: &Path, args: &[&str]) -> String {
     assert_eq!(code, 0, "edge {args:?}: {err}{out}");
     out
 }
+
+/// An origin (data in a folder of its own, `config` if given) and one edge linked to it on
+/// loopback, returned once the edge serves video: (the origin's data directory, origin, edge).
+pub async fn origin_and_edge(name: &str, config: Option<&str>) -> (PathBuf, Server, Server) {
+    let origin_dir = testkit::temp::TempDir::new(name).keep();
+    let key = edge_add(&origin_dir, "edge");
+    let origin = Server::start(&["--data-dir", &path_str(&origin_dir)], config).await;
+    let edge = Server::start(
+        &[
+            "--origin",
+            &format!("http://{}/", origin.addr),
+            "--origin-key",
+            &key,
+        ],
+        None,
+    )
+    .await;
+    let start = std::time::Instant::now();
+    while open(edge.addr, "/stream.mp4?token=edge-ready-check-01", None)
+        .await
+        .status
+        != 200
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the edge never relayed; log:\n{}",
+            edge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    (origin_dir, origin, edge)
+}
