@@ -26,6 +26,7 @@ pub async fn in_process_server_with(
     let counters = Arc::new(web::DeliveryCounters::default());
     let state = web::AppState {
         config: Arc::new(web::WebConfig::default()),
+        ladder: media::Ladder::source_only(store.clone()),
         store,
         viewers: room::Viewers::new(room::StreamLimits {
             max_total: 100_000,

@@ -203,6 +203,10 @@ pub struct TrackInfo {
     /// `trex` defaults, used when a fragment does not say.
     pub default_sample_duration: u32,
     pub default_sample_flags: u32,
+    /// Width and height in pixels (`tkhd`, 16.16 fixed point, fraction dropped); 0 for
+    /// sound.
+    pub width: u32,
+    pub height: u32,
 }
 
 /// A parsed init segment (`ftyp` + `moov`): the bytes a decoder needs first, and the track
@@ -238,6 +242,11 @@ impl InitSegment {
                 tb + if version == 1 { 20 } else { 12 },
                 "tkhd",
             )?;
+            // tkhd: after the ids and times come reserved (8), layer, group, volume,
+            // reserved (2 each), the matrix (36), then width and height.
+            let size_at = tb + if version == 1 { 88 } else { 76 };
+            let width = be_u32(within(data, &tkhd), size_at, "tkhd").unwrap_or(0) >> 16;
+            let height = be_u32(within(data, &tkhd), size_at + 4, "tkhd").unwrap_or(0) >> 16;
             let mdia = child(data, trak.body(), b"mdia")?.ok_or(Fmp4Error::Missing("mdia"))?;
             let mdhd = child(data, mdia.body(), b"mdhd")?.ok_or(Fmp4Error::Missing("mdhd"))?;
             let mb = mdhd.body().start;
@@ -266,6 +275,8 @@ impl InitSegment {
                 timescale,
                 default_sample_duration: 0,
                 default_sample_flags: 0,
+                width,
+                height,
             });
         }
         if let Some(mvex) = child(data, moov.body(), b"mvex")? {
@@ -289,6 +300,14 @@ impl InitSegment {
 
     pub fn track(&self, id: u32) -> Option<&TrackInfo> {
         self.tracks.iter().find(|t| t.id == id)
+    }
+
+    /// The video track's width and height, if there is a video track that says.
+    pub fn video_size(&self) -> Option<(u32, u32)> {
+        self.tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Video && t.width > 0 && t.height > 0)
+            .map(|t| (t.width, t.height))
     }
 
     pub fn has_video(&self) -> bool {
@@ -914,6 +933,12 @@ mod tests {
             }
         }
         (init.expect("init"), frags)
+    }
+
+    #[test]
+    fn the_video_size_is_read_from_tkhd() {
+        let (init, _) = demo_parts();
+        assert_eq!(init.video_size(), Some((640, 360)));
     }
 
     #[test]

@@ -86,6 +86,26 @@ impl HlsView {
         self.segments.iter().find(|s| s.number == number)
     }
 
+    /// Bits per second of the held segments: (average, peak of one segment). `None` without
+    /// a complete segment.
+    pub fn bitrates(&self) -> Option<(u64, u64)> {
+        let timed: Vec<_> = self
+            .segments
+            .iter()
+            .filter(|s| s.duration_secs > 0.0)
+            .collect();
+        if timed.is_empty() {
+            return None;
+        }
+        let bits: f64 = timed.iter().map(|s| s.len() as f64 * 8.0).sum();
+        let secs: f64 = timed.iter().map(|s| s.duration_secs).sum();
+        let peak = timed
+            .iter()
+            .map(|s| s.len() as f64 * 8.0 / s.duration_secs)
+            .fold(0.0, f64::max);
+        Some(((bits / secs) as u64, peak as u64))
+    }
+
     /// The media playlist, listing the newest [`PLAYLIST_SEGMENTS`] segments.
     pub fn playlist(&self, uri: impl Fn(HlsUri) -> String) -> String {
         let listed = &self.segments[self.segments.len().saturating_sub(PLAYLIST_SEGMENTS)..];
@@ -116,6 +136,40 @@ impl HlsView {
         }
         out
     }
+}
+
+/// One rendition as a master playlist lists it.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Its media playlist's address (made by the web layer).
+    pub uri: String,
+    /// Peak and average bits per second.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    /// RFC 6381 codecs, comma-separated.
+    pub codecs: String,
+    pub resolution: Option<(u32, u32)>,
+}
+
+/// A master playlist: players (native HLS, hls.js) choose among the variants by themselves.
+pub fn master_playlist(variants: &[Variant]) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for v in variants {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={}",
+            v.bandwidth.max(1),
+            v.average_bandwidth.max(1)
+        );
+        if !v.codecs.is_empty() {
+            let _ = write!(out, ",CODECS=\"{}\"", v.codecs);
+        }
+        if let Some((w, h)) = v.resolution {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        let _ = write!(out, "\n{}\n", v.uri);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //!   epochs (a new init segment) and splices (the same init after a source restart).
 //! - [`cursor`]: a [`ViewerCursor`], one viewer's position in the store, with catch-up.
 //! - [`hls`]: the store seen as an HLS playlist of keyframe-aligned segments.
+//! - [`rendition`]: the quality ladder: the source, a low video, sound only, each a store.
+//! - [`transcoder`]: an ffmpeg per made rendition, fed from the source's store.
 //! - [`playlist`]: reading HLS playlists written by OBS or ffmpeg (folder mode).
 //! - [`source`]: where video comes from: the built-in demo, a watched folder, a supervised
 //!   ffmpeg (test pattern, screen capture, file, RTMP listener).
@@ -15,8 +17,11 @@ pub mod cursor;
 pub mod fmp4;
 pub mod hls;
 pub mod playlist;
+pub mod rendition;
 pub mod source;
 pub mod store;
+pub mod transcoder;
 
 pub use cursor::{CursorEnd, CursorPolicy, ViewerCursor};
+pub use rendition::{Ladder, LadderConfig, Recipe, Rendition};
 pub use store::{SegmentStore, StoreConfig, StreamStatus};

@@ -127,6 +127,15 @@ impl App {
         }
 
         let store = media::SegmentStore::new(config.store_config());
+        // An edge relays the origin's source stream alone; an origin makes its ladder.
+        let ladder = match &origin {
+            None => media::Ladder::new(
+                store.clone(),
+                &config.ladder_config(),
+                config.store_config(),
+            ),
+            Some(_) => media::Ladder::source_only(store.clone()),
+        };
         let counters = Arc::new(web::DeliveryCounters::default());
         let viewers = room::Viewers::new(config.stream_limits());
         let live = web::LiveHub::new(config.limits.max_live_sockets);
@@ -157,6 +166,7 @@ impl App {
         let state = web::AppState {
             config: Arc::new(config.web_config()),
             store: store.clone(),
+            ladder: ladder.clone(),
             viewers: viewers.clone(),
             title: title.clone(),
             room: room.clone(),
@@ -171,9 +181,16 @@ impl App {
         let source = match (spec, upstream) {
             (Some(spec), _) => {
                 tracing::info!("source: {spec}");
+                let made: Vec<&str> = ladder.made().map(|r| r.name).collect();
+                if !made.is_empty() {
+                    tracing::info!(
+                        "renditions besides the source: {} ([renditions] in the config)",
+                        made.join(", ")
+                    );
+                }
                 Some(SourceTask::start(
                     spec,
-                    store.clone(),
+                    ladder.clone(),
                     config.source_options(),
                 ))
             }
@@ -201,6 +218,7 @@ impl App {
                     room: room.clone(),
                     title,
                     store: store.clone(),
+                    ladder: ladder.clone(),
                     viewers: viewers.clone(),
                     source: source.clone(),
                     config: Arc::new(config.clone()),
@@ -287,6 +305,7 @@ impl App {
             });
             let sources = web::metrics::MetricsSources {
                 store,
+                ladder: Some(ladder.clone()),
                 viewers,
                 room,
                 counters,

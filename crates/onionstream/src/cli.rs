@@ -81,6 +81,32 @@ pub fn sources_text(options: &media::source::SourceOptions) -> String {
     out
 }
 
+/// The renditions' ffmpeg commands and what they cost (`onionstream sources`).
+pub fn renditions_text(ladder: &media::LadderConfig) -> String {
+    let program = ladder.ffmpeg_program.display().to_string();
+    let mut out = String::from(
+        "Renditions ([renditions] in the config): each is made by an ffmpeg reading the \
+         source's\nfragments on its stdin (the demo's are bundled: no ffmpeg, no CPU):\n",
+    );
+    let made = [("low", &ladder.low), ("audio", &ladder.audio)];
+    for (name, recipe) in made {
+        match recipe.as_ref().and_then(media::transcoder::args) {
+            Some(args) => out.push_str(&format!("  {name}:\n    {program} {}\n", args.join(" "))),
+            None => out.push_str(&format!("  {name}: off\n")),
+        }
+    }
+    out.push_str(RENDITION_COSTS);
+    out
+}
+
+/// What the ladder cost on the 2-core test machine (`bench --ladder`; README).
+const RENDITION_COSTS: &str = "\
+What they cost (bench --ladder, 2-core machine, percent of one core):
+  low (240p, 200+48 kbit/s) from a 640x360 source: about 12 %; from 1280x720: about 25 %
+  audio (48 kbit/s): about 1 %
+Turn the ladder off with enabled = false in [renditions] on a machine that needs the CPU.
+";
+
 #[derive(Debug, Parser)]
 #[command(name = "onionstream", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {

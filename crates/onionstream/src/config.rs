@@ -34,6 +34,47 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub origin: OriginSection,
     pub balance: BalanceConfig,
+    pub renditions: RenditionsConfig,
+}
+
+/// The quality ladder: renditions made from the source for slow circuits (`media::rendition`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenditionsConfig {
+    /// Make renditions besides the source. Off: the source alone, and no ffmpeg runs for
+    /// them (a weak machine; each costs CPU, see `onionstream sources`).
+    pub enabled: bool,
+    /// The low video rendition (`/?q=low`).
+    pub low: bool,
+    /// Its height in lines (never more than the source's).
+    pub low_height: u32,
+    /// Its video and sound bitrates, kbit/s.
+    pub low_video_kbps: u32,
+    pub low_audio_kbps: u32,
+    /// The sound-only rendition (`/?q=audio`).
+    pub audio: bool,
+    /// Its bitrate, kbit/s.
+    pub audio_kbps: u32,
+    /// A viewer whose video was moved forward this many times (it could not keep up) within
+    /// `suggest_within_secs` gets a lower quality suggested on its page. 0: never.
+    pub suggest_after_skips: usize,
+    pub suggest_within_secs: u64,
+}
+
+impl Default for RenditionsConfig {
+    fn default() -> Self {
+        RenditionsConfig {
+            enabled: true,
+            low: true,
+            low_height: 240,
+            low_video_kbps: 200,
+            low_audio_kbps: 48,
+            audio: true,
+            audio_kbps: 48,
+            suggest_after_skips: 2,
+            suggest_within_secs: 120,
+        }
+    }
 }
 
 /// Running as an edge: the origin whose stream this server relays (`--origin`).
@@ -326,6 +367,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             origin: OriginSection::default(),
             balance: BalanceConfig::default(),
+            renditions: RenditionsConfig::default(),
         }
     }
 }
@@ -400,6 +442,24 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn check(&self) -> Result<(), String> {
+        let r = &self.renditions;
+        for (key, v, range) in [
+            ("renditions.low_height", r.low_height, 90..=1080),
+            ("renditions.low_video_kbps", r.low_video_kbps, 32..=8000),
+            ("renditions.low_audio_kbps", r.low_audio_kbps, 16..=320),
+            ("renditions.audio_kbps", r.audio_kbps, 16..=320),
+        ] {
+            if !range.contains(&v) {
+                return Err(format!(
+                    "{key} ({v}) must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        if r.suggest_after_skips > 0 && r.suggest_within_secs == 0 {
+            return Err("renditions.suggest_within_secs must be more than 0".into());
+        }
         let d = &self.delivery;
         if d.start_behind_ms >= d.max_behind_ms {
             return Err(format!(
@@ -566,6 +626,20 @@ impl Config {
         PathBuf::from("onionstream-data")
     }
 
+    /// The renditions to make besides the source.
+    pub fn ladder_config(&self) -> media::LadderConfig {
+        let r = &self.renditions;
+        media::LadderConfig {
+            low: (r.enabled && r.low).then_some(media::Recipe::Video {
+                height: r.low_height,
+                video_kbps: r.low_video_kbps,
+                audio_kbps: r.low_audio_kbps,
+            }),
+            audio: (r.enabled && r.audio).then_some(media::Recipe::Audio { kbps: r.audio_kbps }),
+            ffmpeg_program: self.ffmpeg.program.clone(),
+        }
+    }
+
     pub fn store_config(&self) -> media::StoreConfig {
         let d = &self.delivery;
         media::StoreConfig {
@@ -638,6 +712,8 @@ impl Config {
             opens_per_minute: self.limits.stream_opens_per_minute,
             max_total: self.limits.max_streams,
             watching_window: Duration::from_secs(self.page.watching_window_secs),
+            struggle_skips: self.renditions.suggest_after_skips,
+            struggle_window: Duration::from_secs(self.renditions.suggest_within_secs),
         }
     }
 

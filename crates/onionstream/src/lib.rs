@@ -66,6 +66,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Sources) => {
             print!("{}", cli::sources_text(&config.source_options()));
+            print!("\n{}", cli::renditions_text(&config.ladder_config()));
             ExitCode::SUCCESS
         }
         Some(Command::Onion(ref cmd)) => onion_command(cmd, &config),

@@ -1,20 +1,21 @@
 //! The running source as a restartable task: what `onionstream ctl source restart` stops and
 //! starts again.
 //!
-//! Owns: the one task that runs the configured source. Must never: run two sources into the
+//! Owns: the one task that runs the configured source and the renditions made from it (the
+//! quality ladder: `media::source::run_ladder`). Must never: run two sources into the
 //! store at once (the old task is aborted before the new one starts; aborting drops its
 //! ffmpeg child, which is killed on drop).
 
 use std::sync::{Arc, Mutex};
 
 use media::source::{SourceOptions, SourceSpec};
-use media::SegmentStore;
+use media::Ladder;
 use tokio::task::JoinHandle;
 
 struct Running {
     spec: SourceSpec,
     options: SourceOptions,
-    store: SegmentStore,
+    ladder: Ladder,
     task: Option<JoinHandle<()>>,
 }
 
@@ -25,18 +26,19 @@ pub struct SourceTask {
 }
 
 impl SourceTask {
-    /// Starts `spec` feeding `store`. Must be called inside the tokio runtime.
-    pub fn start(spec: SourceSpec, store: SegmentStore, options: SourceOptions) -> SourceTask {
-        let task = tokio::spawn(media::source::run(
+    /// Starts `spec` feeding the ladder's source store, and the ladder's renditions. Must be
+    /// called inside the tokio runtime.
+    pub fn start(spec: SourceSpec, ladder: Ladder, options: SourceOptions) -> SourceTask {
+        let task = tokio::spawn(media::source::run_ladder(
             spec.clone(),
-            store.clone(),
+            ladder.clone(),
             options.clone(),
         ));
         SourceTask {
             running: Arc::new(Mutex::new(Running {
                 spec,
                 options,
-                store,
+                ladder,
                 task: Some(task),
             })),
         }
@@ -55,9 +57,9 @@ impl SourceTask {
             task.abort();
         }
         tracing::info!("source: restarting {} (asked by the console)", r.spec);
-        r.task = Some(tokio::spawn(media::source::run(
+        r.task = Some(tokio::spawn(media::source::run_ladder(
             r.spec.clone(),
-            r.store.clone(),
+            r.ladder.clone(),
             r.options.clone(),
         )));
     }

@@ -173,20 +173,52 @@ async fn hls_serves_the_same_stream_with_the_token_in_every_url() {
         r.header("content-type"),
         Some("application/vnd.apple.mpegurl")
     );
-    let playlist = media::playlist::MediaPlaylist::parse(&r.text()).expect("a valid playlist");
-    assert!(playlist.segments.len() >= 3, "{}", r.text());
-    let init_uri = playlist.init_uri.clone().unwrap();
-    assert!(init_uri.contains(&format!("token={T}")));
-    let mut whole = get(server.addr, &format!("/hls/{init_uri}")).await.body;
-    for s in &playlist.segments {
-        assert!(s.uri.contains(&format!("token={T}")));
-        let seg = get(server.addr, &format!("/hls/{}", s.uri)).await;
-        assert_eq!(seg.status, 200);
-        whole.extend(seg.body);
+    // A master playlist of the demo's three renditions, the source first.
+    let master = r.text();
+    let variants: Vec<(&str, &str)> = master
+        .lines()
+        .zip(master.lines().skip(1))
+        .filter(|(info, _)| info.starts_with("#EXT-X-STREAM-INF:"))
+        .collect();
+    let uris: Vec<&str> = variants.iter().map(|(_, uri)| *uri).collect();
+    assert_eq!(
+        uris,
+        [
+            format!("source/stream.m3u8?token={T}"),
+            format!("low/stream.m3u8?token={T}"),
+            format!("audio/stream.m3u8?token={T}")
+        ],
+        "{master}"
+    );
+    assert!(variants[0].0.contains("RESOLUTION=640x360"), "{master}");
+    assert!(variants[1].0.contains("RESOLUTION=426x240"), "{master}");
+    assert!(variants[2].0.contains("CODECS=\"mp4a.40.2\""), "{master}");
+    for (_, uri) in &variants {
+        let dir = uri.split('/').next().unwrap();
+        let r = get(server.addr, &format!("/hls/{uri}")).await;
+        assert_eq!(r.status, 200, "{uri}");
+        let playlist = media::playlist::MediaPlaylist::parse(&r.text()).expect("a valid playlist");
+        assert!(playlist.segments.len() >= 3, "{}", r.text());
+        let init_uri = playlist.init_uri.clone().unwrap();
+        assert!(init_uri.contains(&format!("token={T}")));
+        let mut whole = get(server.addr, &format!("/hls/{dir}/{init_uri}"))
+            .await
+            .body;
+        for s in &playlist.segments {
+            assert!(s.uri.contains(&format!("token={T}")));
+            let seg = get(server.addr, &format!("/hls/{dir}/{}", s.uri)).await;
+            assert_eq!(seg.status, 200);
+            whole.extend(seg.body);
+        }
+        let media = ReceivedMedia::parse(&whole);
+        media.assert_increasing();
+        assert_ffmpeg_decodes(&whole, &format!("HLS segments of {dir}"));
     }
-    let media = ReceivedMedia::parse(&whole);
-    media.assert_increasing();
-    assert_ffmpeg_decodes(&whole, "HLS segments");
+    // The source's files keep their addresses from before the ladder.
+    let source = get(server.addr, &format!("/hls/source/stream.m3u8?token={T}")).await;
+    let playlist = media::playlist::MediaPlaylist::parse(&source.text()).unwrap();
+    let init = playlist.init_uri.unwrap();
+    assert_eq!(get(server.addr, &format!("/hls/{init}")).await.status, 200);
     let gone = get(server.addr, &format!("/hls/1-999999.m4s?token={T}")).await;
     assert_eq!(gone.status, 404);
 }

@@ -34,6 +34,11 @@ pub struct StreamLimits {
     pub max_total: usize,
     /// A viewer counts as watching while video reached it this recently.
     pub watching_window: Duration,
+    /// A viewer moved forward (skipped ahead because it could not keep up) this many times
+    /// within [`StreamLimits::struggle_window`] on one rendition is struggling: its page
+    /// suggests a lower quality. 0: never.
+    pub struggle_skips: usize,
+    pub struggle_window: Duration,
 }
 
 impl Default for StreamLimits {
@@ -43,6 +48,8 @@ impl Default for StreamLimits {
             opens_per_minute: 12,
             max_total: 10_000,
             watching_window: Duration::from_secs(8),
+            struggle_skips: 2,
+            struggle_window: Duration::from_secs(120),
         }
     }
 }
@@ -87,6 +94,9 @@ struct Entry {
     opens: VecDeque<Instant>,
     last_video: Option<Instant>,
     last_activity: Instant,
+    /// The latest skips ahead, with the rendition they happened on (at most
+    /// `struggle_skips` kept).
+    skips: VecDeque<(Instant, &'static str)>,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +138,7 @@ impl Viewers {
         let entry = st.tokens.entry(token.clone()).or_insert_with(|| Entry {
             open: 0,
             opens: VecDeque::new(),
+            skips: VecDeque::new(),
             last_video: None,
             last_activity: now,
         });
@@ -174,6 +185,7 @@ impl Viewers {
                 Entry {
                     open: 0,
                     opens: VecDeque::new(),
+                    skips: VecDeque::new(),
                     last_video: Some(now),
                     last_activity: now,
                 },
@@ -223,6 +235,40 @@ impl Viewers {
     }
 
     /// Open `/stream.mp4` responses in all.
+    /// Whether `token`'s video on `rendition` was moved forward often enough lately that a
+    /// lower quality would serve it better ([`StreamLimits::struggle_skips`]).
+    pub fn struggling(&self, token: &Token, rendition: &str) -> bool {
+        let need = self.limits.struggle_skips;
+        if need == 0 {
+            return false;
+        }
+        let now = Instant::now();
+        let st = self.lock();
+        st.tokens.get(token).is_some_and(|e| {
+            e.skips
+                .iter()
+                .filter(|(at, r)| {
+                    *r == rendition && now.duration_since(*at) < self.limits.struggle_window
+                })
+                .count()
+                >= need
+        })
+    }
+
+    fn skipped(&self, token: &Token, rendition: &'static str) {
+        let keep = self.limits.struggle_skips;
+        if keep == 0 {
+            return;
+        }
+        let mut st = self.lock();
+        if let Some(e) = st.tokens.get_mut(token) {
+            if e.skips.len() == keep {
+                e.skips.pop_front();
+            }
+            e.skips.push_back((Instant::now(), rendition));
+        }
+    }
+
     pub fn open_streams(&self) -> usize {
         self.lock().open_total
     }
@@ -251,6 +297,12 @@ pub struct ViewerGuard {
 }
 
 impl ViewerGuard {
+    /// Call when the viewer was moved forward because it could not keep up with
+    /// `rendition` (what [`Viewers::struggling`] counts).
+    pub fn skipped(&self, rendition: &'static str) {
+        self.viewers.skipped(&self.token, rendition);
+    }
+
     /// Call whenever video bytes go out; presence is refreshed at most once a second.
     pub fn video_sent(&mut self) {
         let now = Instant::now();
@@ -291,6 +343,27 @@ mod tests {
             v.open_stream(&Token::generate()).is_ok(),
             "others are not affected"
         );
+    }
+
+    #[test]
+    fn a_viewer_skipped_forward_twice_on_a_rendition_is_struggling_there() {
+        let v = Viewers::new(StreamLimits::default());
+        let t = Token::generate();
+        let g = v.open_stream(&t).unwrap();
+        g.skipped("source");
+        assert!(!v.struggling(&t, "source"), "one skip is not enough");
+        g.skipped("source");
+        assert!(v.struggling(&t, "source"));
+        assert!(!v.struggling(&t, "low"), "skips count per rendition");
+        assert!(!v.struggling(&Token::generate(), "source"));
+        let never = Viewers::new(StreamLimits {
+            struggle_skips: 0,
+            ..StreamLimits::default()
+        });
+        let g = never.open_stream(&t).unwrap();
+        g.skipped("source");
+        g.skipped("source");
+        assert!(!never.struggling(&t, "source"));
     }
 
     #[test]

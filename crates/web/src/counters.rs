@@ -19,6 +19,21 @@ pub struct DeliveryCounters {
     pub relay_refused: AtomicU64,
     /// Bytes of stream sent to edges.
     pub relay_bytes_sent: AtomicU64,
+    /// Per rendition, in the ladder's order (`media::Ladder::all`).
+    pub renditions: [RenditionCounters; MAX_RENDITIONS],
+}
+
+/// The most renditions counted separately (the ladder has three at most).
+pub const MAX_RENDITIONS: usize = 4;
+
+/// What delivery did for one rendition.
+#[derive(Debug, Default)]
+pub struct RenditionCounters {
+    /// `/stream.mp4` responses opened and closed; open = opened - closed.
+    pub opened: AtomicU64,
+    pub closed: AtomicU64,
+    /// Bytes sent (`/stream.mp4` and HLS segments).
+    pub bytes: AtomicU64,
 }
 
 impl DeliveryCounters {
@@ -28,5 +43,10 @@ impl DeliveryCounters {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The counters of the rendition at `index` in the ladder, if it is counted.
+    pub fn rendition(&self, index: usize) -> Option<&RenditionCounters> {
+        self.renditions.get(index)
     }
 }

@@ -8,7 +8,8 @@
 //! - [`visitor`]: who is asking: the token from `?token=` or the cookie.
 //! - [`page`]: the no-JS page, its info frame, static files.
 //! - [`stream`]: `GET /stream.mp4`, one endless response per viewer.
-//! - [`hls`]: `GET /hls/...`, the same stream as HLS.
+//! - [`hls`]: `GET /hls/...`, the same stream as HLS (a master playlist of the renditions).
+//! - [`quality`]: which rendition a request asks for (`?q=`), the qualities a page offers.
 //! - [`gate`]: who may come in: private mode, the access captcha, the broadcaster's login.
 //! - [`chat`]: the chat frames and forms (messages, post, appearance, users, moderation),
 //!   captcha and emote images; [`message_text`]: chat text as safe HTML.
@@ -35,6 +36,7 @@ pub mod live;
 pub mod message_text;
 pub mod metrics;
 pub mod page;
+pub mod quality;
 pub mod relay;
 pub mod security;
 pub mod server;
@@ -79,7 +81,10 @@ impl Default for WebConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<WebConfig>,
+    /// The source's store (the ladder's first rendition).
     pub store: media::SegmentStore,
+    /// Every rendition of the stream, the source first.
+    pub ladder: media::Ladder,
     pub viewers: room::Viewers,
     pub title: room::Title,
     pub room: room::Room,
@@ -104,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(page::static_file))
         .route("/stream.mp4", get(stream::stream_mp4))
         .route("/hls/{file}", get(hls::hls_file))
+        .route("/hls/{rendition}/{file}", get(hls::rendition_file))
         .route("/chat/messages", get(chat::messages))
         .route("/chat/form", get(chat::form))
         .route("/chat/post", post(chat::post))
@@ -138,6 +144,7 @@ pub fn edge_router(state: AppState) -> Router {
         .route("/static/{file}", get(page::static_file))
         .route("/stream.mp4", get(stream::stream_mp4))
         .route("/hls/{file}", get(hls::hls_file))
+        .route("/hls/{rendition}/{file}", get(hls::rendition_file))
         .fallback(upstream::proxy::forward)
         .layer(axum::middleware::map_response(security::headers))
         .with_state(state)

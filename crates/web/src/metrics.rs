@@ -30,6 +30,9 @@
 //!   `edge_sent_bytes_total` (the stream as sent to edges: one copy per edge);
 //! - live sockets of JavaScript pages ([`crate::LiveHub`]): `live_sockets` (gauge),
 //!   `live_sockets_opened_total`, `live_sockets_refused_total`;
+//! - renditions ([`media::Ladder`]), labelled `rendition="source|low|audio"`:
+//!   `rendition_online`, `rendition_open_streams` (gauges), `rendition_sent_bytes_total`,
+//!   `rendition_ffmpeg_cpu_percent` (made renditions, once measured);
 //! - `title_file_reads_total` ([`MetricsSources::title_file_reads`]): reads of `title.txt`,
 //!   one at start and one per change of its content (a count that grows while nobody edits the
 //!   file is a bug).
@@ -108,6 +111,8 @@ impl TorStatus {
 #[derive(Clone)]
 pub struct MetricsSources {
     pub store: media::SegmentStore,
+    /// The quality ladder (`rendition_*` series); `None`: the source alone.
+    pub ladder: Option<media::Ladder>,
     pub viewers: room::Viewers,
     pub room: room::Room,
     pub counters: Arc<DeliveryCounters>,
@@ -160,6 +165,17 @@ struct Snapshot {
     live_opened: u64,
     live_refused: u64,
     title_file_reads: u64,
+    renditions: Vec<RenditionSnapshot>,
+}
+
+/// One rendition's series, labelled `rendition="NAME"`.
+#[derive(Debug)]
+struct RenditionSnapshot {
+    name: &'static str,
+    online: bool,
+    open: u64,
+    bytes: u64,
+    cpu_percent: Option<f32>,
 }
 
 impl Snapshot {
@@ -198,6 +214,21 @@ impl Snapshot {
                 .title_file_reads
                 .as_ref()
                 .map_or(0, |r| r.load(Ordering::Relaxed)),
+            renditions: s
+                .ladder
+                .iter()
+                .flat_map(|l| l.all().iter().enumerate())
+                .map(|(i, r)| {
+                    let c = d.rendition(i);
+                    RenditionSnapshot {
+                        name: r.name,
+                        online: r.store.status().online,
+                        open: c.map_or(0, |c| get(&c.opened).saturating_sub(get(&c.closed))),
+                        bytes: c.map_or(0, |c| get(&c.bytes)),
+                        cpu_percent: r.health().cpu_percent,
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -416,6 +447,56 @@ impl Collector for Snapshot {
             let labels = [("state", state.as_str())];
             ConstGauge::new(i64::from(state == self.tor)).encode(m.encode_family(&labels)?)?;
         }
+        if !self.renditions.is_empty() {
+            self.encode_renditions(e)?;
+        }
+        Ok(())
+    }
+}
+
+impl Snapshot {
+    fn encode_renditions(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        use prometheus_client::metrics::MetricType;
+        let mut m = e.encode_descriptor(
+            "rendition_online",
+            "1 while a rendition (source, low, audio) has something to play, else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for r in &self.renditions {
+            ConstGauge::new(i64::from(r.online))
+                .encode(m.encode_family(&[("rendition", r.name)])?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "rendition_open_streams",
+            "Open /stream.mp4 responses of each rendition.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for r in &self.renditions {
+            ConstGauge::new(r.open as i64).encode(m.encode_family(&[("rendition", r.name)])?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "rendition_sent_bytes",
+            "Bytes of each rendition handed to viewers (/stream.mp4 and HLS segments).",
+            None,
+            MetricType::Counter,
+        )?;
+        for r in &self.renditions {
+            ConstCounter::new(r.bytes).encode(m.encode_family(&[("rendition", r.name)])?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "rendition_ffmpeg_cpu_percent",
+            "CPU of the ffmpeg making a rendition, percent of one core (made renditions only).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for r in &self.renditions {
+            if let Some(cpu) = r.cpu_percent {
+                ConstGauge::new(f64::from(cpu))
+                    .encode(m.encode_family(&[("rendition", r.name)])?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -516,6 +597,7 @@ mod tests {
     fn sources(rules: room::flood::ChatRules) -> MetricsSources {
         MetricsSources {
             store: media::SegmentStore::new(media::StoreConfig::default()),
+            ladder: None,
             viewers: Viewers::new(StreamLimits::default()),
             room: Room::open(RoomConfig {
                 rules,

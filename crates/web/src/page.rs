@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -87,6 +87,15 @@ struct PageTemplate<'a> {
     captcha_height: u32,
     /// RFC 6381 codec names of the live stream, for the script's Media Source player.
     codecs: String,
+    /// The rendition this page plays (`source`, `low`, `audio`).
+    quality: &'a str,
+    audio_only: bool,
+    /// The qualities to choose from (only when there is more than one).
+    offers: Vec<crate::quality::Offer>,
+    /// `/stream.mp4` of this quality, and its HLS playlist (the fallback for browsers that
+    /// cannot play an endless MP4: Safari, iOS).
+    stream_src: String,
+    hls_src: String,
 }
 
 #[derive(Template)]
@@ -99,6 +108,10 @@ struct InfoTemplate<'a> {
     viewers: usize,
     uptime: Option<String>,
     notice: Option<&'static str>,
+    /// The quality the page plays, carried into the reload link.
+    quality: &'a str,
+    /// A lower quality to suggest (name, label): this viewer's video had to skip ahead.
+    suggest: Option<(&'static str, String)>,
 }
 
 fn render(t: impl Template) -> Result<Html<String>, ErrorPage> {
@@ -111,12 +124,34 @@ fn render(t: impl Template) -> Result<Html<String>, ErrorPage> {
     })
 }
 
-pub async fn home(State(app): State<AppState>, visitor: Visitor) -> Result<Response, ErrorPage> {
+/// `q=NAME&` for a quality other than the source (addresses of the source stay as they were).
+fn quality_param(name: &str) -> String {
+    if name == media::rendition::SOURCE {
+        String::new()
+    } else {
+        format!("{}={name}&", crate::quality::PARAM)
+    }
+}
+
+pub async fn home(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+    visitor: Visitor,
+) -> Result<Response, ErrorPage> {
     if let Some(r) = crate::gate::home_refusal(&app, &visitor) {
         return Ok(r);
     }
     let status = app.store.status();
     let title = app.title.get();
+    let (_, rendition) = crate::quality::choose(&app.ladder, query.as_deref());
+    let token = visitor.token.secret();
+    let q = quality_param(rendition.name);
+    let hls_src = if rendition.is_source() {
+        format!("/hls/stream.m3u8?token={token}")
+    } else {
+        format!("/hls/{}/stream.m3u8?token={token}", rendition.name)
+    };
+    let offers = crate::quality::offers(&app.ladder, rendition.name);
     let page = render(PageTemplate {
         title: &title,
         token: visitor.token.secret(),
@@ -124,13 +159,16 @@ pub async fn home(State(app): State<AppState>, visitor: Visitor) -> Result<Respo
         broadcaster: app.room.role(&visitor.token) == room::Role::Broadcaster,
         captcha_width: room::captcha::CAPTCHA_WIDTH,
         captcha_height: room::captcha::CAPTCHA_HEIGHT,
-        codecs: app
-            .store
-            .current_epoch()
-            .filter(|_| status.online)
-            .and_then(|e| e.init.codecs())
-            .map(|c| c.join(","))
-            .unwrap_or_default(),
+        codecs: if status.online {
+            crate::quality::codecs(rendition)
+        } else {
+            String::new()
+        },
+        quality: rendition.name,
+        audio_only: rendition.audio_only(),
+        offers: if offers.len() > 1 { offers } else { Vec::new() },
+        stream_src: format!("/stream.mp4?{q}token={token}"),
+        hls_src,
         epoch: if status.online {
             status.epoch.unwrap_or(0)
         } else {
@@ -149,6 +187,9 @@ pub struct InfoQuery {
     /// The epoch the page was loaded in (0: loaded while offline).
     #[serde(default)]
     epoch: Option<String>,
+    /// The quality the page plays.
+    #[serde(default)]
+    q: Option<String>,
 }
 
 /// "1:02:03" or "2:03".
@@ -186,6 +227,13 @@ pub async fn info(
         (true, Some(e)) if e != page_epoch => Some("The stream restarted."),
         _ => None,
     };
+    let playing = app.ladder.choose(q.q.as_deref()).name;
+    let suggest = app
+        .viewers
+        .struggling(&visitor.token, playing)
+        .then(|| app.ladder.lower_than(playing))
+        .flatten()
+        .map(|r| (r.name, r.label()));
     let uptime = status
         .online_since
         .map(|t| format_uptime(SystemTime::now().duration_since(t).unwrap_or_default()));
@@ -197,6 +245,8 @@ pub async fn info(
         viewers: app.viewers.watching(),
         uptime,
         notice,
+        quality: playing,
+        suggest,
     })?;
     Ok(page.into_response())
 }

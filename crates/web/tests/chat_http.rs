@@ -41,6 +41,7 @@ async fn start_with(config: RoomConfig, live: bool) -> TestServer {
     let state = web::AppState {
         config: Arc::new(web::WebConfig::default()),
         store: store.clone(),
+        ladder: media::Ladder::source_only(store.clone()),
         viewers: room::Viewers::new(room::StreamLimits::default()),
         title: room::Title::default(),
         room: room.clone(),

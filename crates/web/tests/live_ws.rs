@@ -44,9 +44,11 @@ async fn start_with(config: RoomConfig, max_live_sockets: usize) -> TestServer {
     let counters = Arc::new(web::DeliveryCounters::default());
     let title = room::Title::default();
     let live = web::LiveHub::new(max_live_sockets);
+    let store = media::SegmentStore::new(media::StoreConfig::default());
     let state = web::AppState {
         config: Arc::new(web::WebConfig::default()),
-        store: media::SegmentStore::new(media::StoreConfig::default()),
+        store: store.clone(),
+        ladder: media::Ladder::source_only(store),
         viewers: room::Viewers::new(room::StreamLimits::default()),
         title: title.clone(),
         room: room.clone(),

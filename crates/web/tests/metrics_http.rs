@@ -11,6 +11,7 @@ use web::metrics::{MetricsSources, TorStatus};
 fn sources() -> MetricsSources {
     MetricsSources {
         store: media::SegmentStore::new(media::StoreConfig::default()),
+        ladder: None,
         viewers: room::Viewers::new(room::StreamLimits::default()),
         room: room::Room::open(room::RoomConfig::default()).unwrap(),
         counters: Arc::new(web::DeliveryCounters::default()),

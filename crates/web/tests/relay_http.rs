@@ -35,6 +35,7 @@ async fn origin(live: bool) -> Origin {
     let counters = Arc::new(web::DeliveryCounters::default());
     let state = web::AppState {
         config: Arc::new(web::WebConfig::default()),
+        ladder: media::Ladder::source_only(store.clone()),
         store,
         viewers: room::Viewers::new(room::StreamLimits::default()),
         title: room::Title::default(),

@@ -11,10 +11,25 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::fmp4::{Fragment, InitSegment, StreamPart, StreamSplitter};
+use crate::rendition::Recipe;
 use crate::store::SegmentStore;
 
 /// The demo clip: fragmented MP4, a keyframe every second, 200 ms fragments.
 pub const DEMO_CLIP: &[u8] = include_bytes!("../../../../assets/demo.mp4");
+/// The same clip as the low rendition (426x240, about 250 kbit/s), made ahead of time so the
+/// demo shows the quality ladder without ffmpeg.
+pub const DEMO_LOW_CLIP: &[u8] = include_bytes!("../../../../assets/demo-low.mp4");
+/// The clip's sound alone (AAC, 48 kbit/s): the demo's audio-only rendition.
+pub const DEMO_AUDIO_CLIP: &[u8] = include_bytes!("../../../../assets/demo-audio.mp4");
+
+/// The bundled clip of a rendition, for the demo.
+pub fn clip_for(recipe: &Recipe) -> Option<&'static [u8]> {
+    match recipe {
+        Recipe::Source => Some(DEMO_CLIP),
+        Recipe::Video { .. } => Some(DEMO_LOW_CLIP),
+        Recipe::Audio { .. } => Some(DEMO_AUDIO_CLIP),
+    }
+}
 
 /// The demo clip, split and parsed.
 pub struct DemoClip {
@@ -25,9 +40,14 @@ pub struct DemoClip {
 }
 
 impl DemoClip {
+    /// The demo clip (the source rendition).
     pub fn load() -> Self {
-        let parts =
-            StreamSplitter::split_all(DEMO_CLIP).expect("the bundled demo clip is valid fMP4");
+        Self::of(DEMO_CLIP)
+    }
+
+    /// One of the bundled clips.
+    pub fn of(bytes: &'static [u8]) -> Self {
+        let parts = StreamSplitter::split_all(bytes).expect("the bundled demo clip is valid fMP4");
         let mut init = None;
         let mut fragments = Vec::new();
         for part in parts {
@@ -68,8 +88,16 @@ pub const HEAD_START: Duration = Duration::from_secs(3);
 /// stream is live before the future is first polled; a restarted demo starts from now (a
 /// burst after a restart would put the edge ahead of the viewers who follow it).
 pub fn run(store: SegmentStore) -> impl std::future::Future<Output = ()> + Send {
+    run_clip(DEMO_CLIP, store)
+}
+
+/// Like [`run`], for any bundled clip (each rendition of the demo).
+pub fn run_clip(
+    bytes: &'static [u8],
+    store: SegmentStore,
+) -> impl std::future::Future<Output = ()> + Send {
     let fresh = store.counters().sessions == 0;
-    let clip = DemoClip::load();
+    let clip = DemoClip::of(bytes);
     let mut ingest = store.ingest();
     let started = match ingest.init(clip.init.bytes.clone()) {
         Ok(()) => true,
@@ -91,8 +119,10 @@ pub fn run(store: SegmentStore) -> impl std::future::Future<Output = ()> + Send 
         t0 + Duration::from_nanos(end.max(0) as u64)
     };
     let mut pending = None;
-    if started {
+    if started && bytes == DEMO_CLIP {
         tracing::info!("demo source: looping the built-in clip ({count} fragments)");
+    }
+    if started {
         // The head start, now.
         for at in next.by_ref() {
             if due(&clip, at) > now {
@@ -147,8 +177,25 @@ mod tests {
     }
 
     #[test]
-    fn the_clip_is_small() {
+    fn the_clips_are_small_and_loop_together() {
         assert!(DEMO_CLIP.len() < 1024 * 1024);
+        let main = DemoClip::load();
+        for bytes in [DEMO_LOW_CLIP, DEMO_AUDIO_CLIP] {
+            assert!(bytes.len() < 256 * 1024);
+            let clip = DemoClip::of(bytes);
+            // Each loop of every rendition is as long as the source's, give or take a frame.
+            assert!(
+                (clip.period_ns - main.period_ns).abs() < 40_000_000,
+                "{} vs {}",
+                clip.period_ns,
+                main.period_ns
+            );
+        }
+        assert_eq!(
+            DemoClip::of(DEMO_LOW_CLIP).init.video_size(),
+            Some((426, 240))
+        );
+        assert!(!DemoClip::of(DEMO_AUDIO_CLIP).init.has_video());
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,7 +60,7 @@ const MISSING_INPUT_ARGS: &str = "the ffmpeg:args source needs input arguments: 
 
 /// Arguments ffmpeg always gets first: no banner, never read the terminal, and a stderr that
 /// only carries warnings and errors (what the failure log line quotes).
-const GLOBAL_ARGS: &[&str] = &["-hide_banner", "-nostdin", "-loglevel", "warning"];
+pub(crate) const GLOBAL_ARGS: &[&str] = &["-hide_banner", "-nostdin", "-loglevel", "warning"];
 
 /// H.264 + AAC at a keyframe every second (30 fps), small enough for Tor.
 const ENCODE_ARGS: &[&str] = &[
@@ -96,7 +96,7 @@ const ENCODE_ARGS: &[&str] = &[
 
 /// Fragmented MP4 on stdout: an init segment first, then a fragment at every keyframe and at
 /// least every 200 ms, flushed at once, with no metadata or encoder strings.
-const OUTPUT_ARGS: &[&str] = &[
+pub(crate) const OUTPUT_ARGS: &[&str] = &[
     "-map_metadata",
     "-1",
     "-fflags",
@@ -325,7 +325,7 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// The last lines ffmpeg wrote to stderr.
-type StderrTail = Arc<Mutex<VecDeque<String>>>;
+pub(crate) type StderrTail = Arc<Mutex<VecDeque<String>>>;
 
 /// How one run of ffmpeg ended.
 enum Outcome {
@@ -618,7 +618,7 @@ fn feed(
 }
 
 /// Kills the child and reaps it (so no zombie is left).
-async fn kill(child: &mut Child) {
+pub(crate) async fn kill(child: &mut Child) {
     if let Err(e) = child.start_kill() {
         tracing::debug!("killing ffmpeg: {e}");
     }
@@ -627,7 +627,7 @@ async fn kill(child: &mut Child) {
     }
 }
 
-fn exit_reason(status: ExitStatus) -> String {
+pub(crate) fn exit_reason(status: ExitStatus) -> String {
     match status.code() {
         Some(0) => "ffmpeg exited (status 0)".to_string(),
         Some(code) => format!("ffmpeg exited with status {code}"),
@@ -635,7 +635,7 @@ fn exit_reason(status: ExitStatus) -> String {
     }
 }
 
-fn looked_for(program: &Path) -> String {
+pub(crate) fn looked_for(program: &Path) -> String {
     if program.components().count() > 1 {
         format!("looked for '{}'", program.display())
     } else {
@@ -645,7 +645,7 @@ fn looked_for(program: &Path) -> String {
 
 /// Keeps the last [`STDERR_LINES`] lines of ffmpeg's stderr (each cut to
 /// [`STDERR_LINE_MAX`] bytes) until it closes.
-async fn collect_stderr(mut stderr: ChildStderr, tail: StderrTail) {
+pub(crate) async fn collect_stderr(mut stderr: ChildStderr, tail: StderrTail) {
     let mut buf = [0u8; 4096];
     let mut line = Vec::with_capacity(STDERR_LINE_MAX);
     let mut cut = false;

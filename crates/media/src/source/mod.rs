@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::rendition::Ladder;
 use crate::store::SegmentStore;
 
 /// Default address the RTMP listener binds (OBS: `rtmp://127.0.0.1:1935/live`).
@@ -97,6 +98,48 @@ pub fn run(
         SourceSpec::Demo => Box::pin(demo::run(store)),
         other => Box::pin(run_other(other, store, options)),
     }
+}
+
+/// Runs the source and every rendition of the ladder: the demo's from their bundled clips,
+/// any other source's by an ffmpeg per rendition fed from the source's store
+/// ([`crate::transcoder`]). Like [`run`], never returns.
+pub fn run_ladder(
+    spec: SourceSpec,
+    ladder: Ladder,
+    options: SourceOptions,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    let source = ladder.source().store.clone();
+    let mut parts = vec![run(spec.clone(), source.clone(), options.clone())];
+    for rendition in ladder.made() {
+        let part: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match spec {
+            SourceSpec::Demo => match demo::clip_for(&rendition.recipe) {
+                Some(clip) => Box::pin(demo::run_clip(clip, rendition.store.clone())),
+                None => continue,
+            },
+            _ => Box::pin(crate::transcoder::run(
+                rendition.clone(),
+                source.clone(),
+                options
+                    .ffmpeg_program
+                    .clone()
+                    .unwrap_or_else(|| ffmpeg::DEFAULT_PROGRAM.into())
+                    .into(),
+            )),
+        };
+        parts.push(part);
+    }
+    Box::pin(async move {
+        run_all(parts).await;
+    })
+}
+
+/// Polls every future until all are done (they never are: sources run forever).
+async fn run_all(parts: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>) {
+    let mut set = tokio::task::JoinSet::new();
+    for p in parts {
+        set.spawn(p);
+    }
+    while set.join_next().await.is_some() {}
 }
 
 async fn run_other(spec: SourceSpec, store: SegmentStore, options: SourceOptions) {

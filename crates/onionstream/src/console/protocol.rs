@@ -385,6 +385,23 @@ pub struct SourceState {
     pub buffered_ms: u64,
     pub problem: Option<String>,
     pub runs: u64,
+    /// The renditions made from the source (the quality ladder), if any.
+    #[serde(default)]
+    pub renditions: Vec<RenditionState>,
+}
+
+/// One made rendition in `source.show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenditionState {
+    pub name: String,
+    pub label: String,
+    pub online: bool,
+    /// Why it is not being made, when it is not.
+    pub problem: Option<String>,
+    /// CPU of its ffmpeg, percent of one core (none for the demo's bundled ones).
+    pub cpu_percent: Option<f32>,
+    /// ffmpeg runs started for it.
+    pub runs: u64,
 }
 
 /// `source.restart`.

@@ -35,6 +35,8 @@ pub struct Console {
     pub room: room::Room,
     pub title: room::Title,
     pub store: media::SegmentStore,
+    /// The quality ladder (the source first).
+    pub ladder: media::Ladder,
     pub viewers: room::Viewers,
     pub source: SourceTask,
     pub config: Arc<Config>,
@@ -459,6 +461,22 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
                 buffered_ms: s.buffered.as_millis() as u64,
                 problem: s.problem,
                 runs: c.store.counters().sessions,
+                renditions: c
+                    .ladder
+                    .made()
+                    .map(|r| {
+                        let h = r.health();
+                        let status = r.store.status();
+                        p::RenditionState {
+                            name: r.name.to_string(),
+                            label: r.label(),
+                            online: status.online,
+                            problem: h.problem.or(status.problem.filter(|_| !status.online)),
+                            cpu_percent: h.cpu_percent,
+                            runs: h.runs,
+                        }
+                    })
+                    .collect(),
             })
         }
         Request::SourceRestart {} => {

@@ -347,6 +347,24 @@ fn source_text(r: &SourceState) -> String {
         _ => s.push_str("problem: none\n"),
     }
     s.push_str(&format!("runs: {}\n", r.runs));
+    for q in &r.renditions {
+        s.push_str(&format!(
+            "rendition {}: {}, {}",
+            clean(&q.name),
+            clean(&q.label),
+            if q.online { "online" } else { "offline" }
+        ));
+        if let Some(cpu) = q.cpu_percent {
+            s.push_str(&format!(", ffmpeg at {cpu:.0} % of a core"));
+        }
+        match q.problem.as_deref() {
+            Some(p) if !p.is_empty() && !q.online => {
+                s.push_str(&format!(", not made: {}", clean(p)))
+            }
+            _ => {}
+        }
+        s.push('\n');
+    }
     s
 }
 
