@@ -3,7 +3,8 @@
 //! parser of answers over real sockets ([`http`]), the media a stream delivered, parsed and
 //! decoded by ffmpeg, and an HLS writer ([`media`]), processes as /proc shows them
 //! ([`proc`]), a private Tor network on 127.0.0.1 ([`testnet`]) with a SOCKS5 client,
-//! scratch directories ([`temp`]), a chat emote ([`emote`]).
+//! scratch directories ([`temp`]), a chat emote ([`emote`]), a slow link in front of a server
+//! ([`throttle`]).
 //!
 //! Owns: test infrastructure only. Must never: be a dependency of a shipping crate (only
 //! dev-dependencies and the `bench` crate use it), or reach beyond loopback.
@@ -15,3 +16,4 @@ pub mod proc;
 pub mod server;
 pub mod temp;
 pub mod testnet;
+pub mod throttle;

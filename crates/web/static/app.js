@@ -192,6 +192,8 @@ function start(token) {
     token,
     codecs: document.body.dataset.codecs || "",
     epoch: Number(document.body.dataset.epoch || 0),
+    quality: document.body.dataset.quality || "source",
+    qualities: $("qualities"),
     latencyBox: $("latency-box"),
     latency: $("latency"),
     jump: $("jump-live"),

@@ -171,6 +171,19 @@ pub struct Status {
     pub viewers: usize,
     /// Codec strings of the current epoch (for Media Source Extensions), while online.
     pub codecs: Option<String>,
+    /// The qualities with something to play now, the source first (empty offline).
+    pub renditions: Vec<Quality>,
+}
+
+/// One quality in a `status` frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Quality {
+    /// The `q` value: `source`, `low`, `audio`.
+    pub name: String,
+    pub label: String,
+    /// RFC 6381 codecs of its current stream ("" if unknown).
+    pub codecs: String,
+    pub audio_only: bool,
 }
 
 impl Status {
@@ -306,6 +319,7 @@ mod tests {
             uptime_ms: None,
             viewers: 2,
             codecs: None,
+            renditions: Vec::new(),
         };
         assert_eq!(
             serde_json::to_value(status.clone().tagged()).unwrap(),

@@ -275,6 +275,19 @@ impl Session {
             }),
             viewers: self.app.viewers.watching(),
             codecs,
+            renditions: if s.online {
+                crate::quality::offers(&self.app.ladder, "")
+                    .into_iter()
+                    .map(|o| super::frame::Quality {
+                        name: o.name.to_string(),
+                        label: o.label,
+                        codecs: o.codecs,
+                        audio_only: o.audio_only,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
