@@ -968,3 +968,158 @@ async fn through_an_edge_the_video_plays_and_the_chat_works_without_javascript()
     );
     b.quit().await;
 }
+
+/// Waits until the page's media element (`css`) has played past 0.5 s, then returns how far
+/// it played in the next `secs` seconds.
+async fn plays(b: &Browser, css: &str, secs: u64, what: &str) -> f64 {
+    let c = &b.client;
+    let media = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: no {css}: {e}"));
+    let start = Instant::now();
+    let first = loop {
+        let t = prop_json(&media, "currentTime")
+            .await
+            .as_f64()
+            .unwrap_or(0.0);
+        if t > 0.5 {
+            break t;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            b.save_screenshot(&format!("{what}-not-started.png")).await;
+            panic!(
+                "{what}: did not start within 30 s (readyState {}, networkState {}, error {});\n{}",
+                prop_json(&media, "readyState").await,
+                prop_json(&media, "networkState").await,
+                prop_json(&media, "error").await,
+                b.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    prop_json(&media, "currentTime").await.as_f64().unwrap() - first
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_low_and_sound_only_qualities_play_without_javascript() {
+    let server = Server::start(&[], Some(NO_CAPTCHA)).await;
+    server.wait_live(Duration::from_secs(15)).await;
+    let trap = ProxyTrap::start();
+    let b = Browser::start("qualities", &trap).await;
+    let c = &b.client;
+    c.goto(&format!("http://{}/", server.addr)).await.unwrap();
+    // The qualities are links; following one is all it takes.
+    let low = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#qualities a[data-q=low]"))
+        .await
+        .unwrap();
+    low.click().await.unwrap();
+    let played = plays(&b, "video.video", 3, "low").await;
+    assert!(played > 2.0, "the low video played {played} s in 3 s");
+    let video = c.find(Locator::Css("video.video")).await.unwrap();
+    assert_eq!(
+        prop_json(&video, "videoWidth").await,
+        serde_json::json!(426)
+    );
+    let src = prop_json(&video, "currentSrc").await;
+    assert!(
+        src.as_str().unwrap().contains("/stream.mp4?q=low&token="),
+        "{src}"
+    );
+
+    c.find(Locator::Css("#qualities a[data-q=audio]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let played = plays(&b, "audio.video", 3, "audio").await;
+    assert!(played > 2.0, "sound only played {played} s in 3 s");
+    assert!(
+        c.find(Locator::Css("video")).await.is_err(),
+        "no <video> for sound only"
+    );
+    b.save_screenshot("audio-only.png").await;
+    assert!(trap.hits().is_empty(), "{:?}", trap.hits());
+    b.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_on_a_slow_link_is_offered_a_lower_quality_without_javascript() {
+    // Moved forward once 5 s behind; the info panel refreshes every 2 s.
+    let config = format!(
+        "{NO_CAPTCHA}\n[delivery]\nmax_behind_ms = 5000\n\n[page]\ninfo_refresh_secs = 2\n"
+    );
+    let server = Server::start(&[], Some(&config)).await;
+    server.wait_live(Duration::from_secs(15)).await;
+    // 200 kbit/s: the source needs about 500.
+    let link = testkit::throttle::Throttle::start(server.addr, 200_000).await;
+    let trap = ProxyTrap::start();
+    let b = Browser::start("slow-link", &trap).await;
+    let c = &b.client;
+    c.goto(&format!("http://{}/", link.addr)).await.unwrap();
+    let start = Instant::now();
+    let label = wait_until(
+        "the info panel suggests a lower quality",
+        Duration::from_secs(120),
+        || async {
+            let frame = c.find(Locator::Css("iframe.info-frame")).await.ok()?;
+            frame.enter_frame().await.ok()?;
+            let text = match c.find(Locator::Css("#suggest a")).await {
+                Ok(a) => a.text().await.ok(),
+                Err(_) => None,
+            };
+            c.enter_parent_frame().await.ok()?;
+            text
+        },
+    )
+    .await;
+    println!(
+        "suggested {label:?} {:.0} s after the page opened",
+        start.elapsed().as_secs_f64()
+    );
+    assert_eq!(label, "Switch to Low (240p)");
+    b.save_screenshot("slow-link-suggestion.png").await;
+    // Following it loads the page at the low quality, which the link can carry.
+    link.set_rate(400_000);
+    in_frame(c, "iframe.info-frame", |c| async move {
+        c.find(Locator::Css("#suggest a"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    })
+    .await;
+    let url = wait_until(
+        "the page at the low quality",
+        Duration::from_secs(20),
+        || async {
+            c.current_url()
+                .await
+                .ok()
+                .filter(|u| u.as_str().contains("q=low"))
+        },
+    )
+    .await;
+    println!("now at {url}");
+    // What the link held of the old stream drains first; then the low video plays on.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let played = plays(&b, "video.video", 8, "low after the suggestion").await;
+    assert!(played > 6.0, "the low video played {played} s in 8 s");
+    let video = c.find(Locator::Css("video.video")).await.unwrap();
+    assert_eq!(
+        prop_json(&video, "videoWidth").await,
+        serde_json::json!(426)
+    );
+    assert!(trap.hits().is_empty(), "{:?}", trap.hits());
+    b.quit().await;
+    server.stop().await;
+}

@@ -604,3 +604,141 @@ async fn through_an_edge_the_live_page_plays_and_chats_with_the_origin() {
     assert_clean(&b, &trap);
     b.quit().await;
 }
+
+/// Seconds the page's media element played in `secs` of wall clock.
+async fn played_in(c: &Client, secs: u64) -> f64 {
+    let now = "return document.querySelector('.player video, .player audio').currentTime";
+    let t0 = eval(c, now).await.as_f64().unwrap_or(0.0);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    eval(c, now).await.as_f64().unwrap_or(0.0) - t0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_player_changes_quality_by_hand_and_by_itself_on_a_slow_link() {
+    let server = Server::start(&[], Some(NO_CAPTCHA)).await;
+    server.wait_live(Duration::from_secs(15)).await;
+    // Every request of the browser goes through one link whose speed the test sets.
+    let link = testkit::throttle::Throttle::start(server.addr, 50_000_000).await;
+    let trap = ProxyTrap::start();
+    let b = js_browser("js-quality", &trap).await;
+    let c = &b.client;
+    c.goto(&format!("http://{}/", link.addr)).await.unwrap();
+    wait_until(
+        c,
+        "const v = document.querySelector('video'); return document.documentElement.classList.contains('live') && v && v.currentTime > 1 && document.querySelector('.player').dataset.mode === 'mse'",
+        Duration::from_secs(20),
+        "the MSE player started",
+    )
+    .await;
+    let player = "document.querySelector('.player')";
+    assert_eq!(
+        eval(
+            c,
+            &format!("return {player}.dataset.quality + '/' + {player}.dataset.auto")
+        )
+        .await,
+        json!("source/true")
+    );
+    assert_eq!(
+        eval(c, "return document.querySelector('video').videoWidth").await,
+        json!(640)
+    );
+
+    // By hand, to the low video: the same <video> and MediaSource go on, now 426x240.
+    let blob = eval(c, "return document.querySelector('video').src").await;
+    c.find(Locator::Css("#qualities [data-q=low]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        c,
+        "return document.querySelector('video').videoWidth === 426",
+        Duration::from_secs(15),
+        "the low video plays",
+    )
+    .await;
+    assert_eq!(
+        eval(c, "return document.querySelector('video').src").await,
+        blob
+    );
+    assert_eq!(
+        eval(c, &format!("return {player}.dataset.auto")).await,
+        json!("false")
+    );
+    let played = played_in(c, 4).await;
+    assert!(played > 3.0, "low played {played} s in 4 s");
+
+    // Sound only: an <audio> element plays the audio rendition.
+    c.find(Locator::Css("#qualities [data-q=audio]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        c,
+        "const a = document.querySelector('.player audio'); return !document.querySelector('.player video') && a && a.currentTime > 1",
+        Duration::from_secs(15),
+        "the audio element plays",
+    )
+    .await;
+    let played = played_in(c, 6).await;
+    assert!(played > 4.5, "audio played {played} s in 6 s");
+
+    // Back to the source, then Auto; then the link slows to 330 kbit/s (the source needs
+    // about 500): the player moves itself down to the low video and keeps playing.
+    c.find(Locator::Css("#qualities [data-q=source]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        c,
+        "const v = document.querySelector('.player video'); return v && v.currentTime > 1 && v.videoWidth === 640",
+        Duration::from_secs(15),
+        "the source plays again",
+    )
+    .await;
+    c.find(Locator::Css("#qualities [data-auto]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        eval(c, &format!("return {player}.dataset.auto")).await,
+        json!("true")
+    );
+    link.set_rate(330_000);
+    let start = Instant::now();
+    wait_until(
+        c,
+        &format!("return {player}.dataset.quality === 'low'"),
+        Duration::from_secs(90),
+        "the player switched down by itself",
+    )
+    .await;
+    println!(
+        "switched down {:.1} s after the link slowed",
+        start.elapsed().as_secs_f64()
+    );
+    // The link first drains what it held of the source (a few seconds at this rate) and the
+    // buffer fills at the lower bitrate; then it plays on.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let played = played_in(c, 10).await;
+    assert!(
+        played > 8.0,
+        "after switching down it played {played} s in 10 s"
+    );
+    assert_eq!(
+        eval(c, &format!("return {player}.dataset.quality")).await,
+        json!("low")
+    );
+    b.save_screenshot("js-quality.png").await;
+    assert_clean(&b, &trap);
+    b.quit().await;
+    server.stop().await;
+}

@@ -372,9 +372,14 @@ export class Player {
       if (run !== this.run) return;
       if (this.splice === "appending") {
         // The new rendition's media now follows what was buffered; later fragments keep
-        // the offset that placed it there.
-        sb.mode = "segments";
-        this.splice = null;
+        // the offset that placed it there. (Not while an append ended inside a fragment:
+        // the mode cannot change then; the next append's end is tried.)
+        try {
+          sb.mode = "segments";
+          this.splice = null;
+        } catch (e) {
+          if (e.name !== "InvalidStateError") throw e;
+        }
       }
       if (!this.started && sb.buffered.length > 0) {
         this.started = true;

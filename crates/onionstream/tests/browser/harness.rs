@@ -313,6 +313,68 @@ pub fn prefs_with(trap_port: u16, options: Options) -> Map<String, Value> {
 pub struct Browser {
     pub client: Client,
     driver: Driver,
+    _sound: Sound,
+}
+
+/// A sound server of the browser's own whose only output discards everything (PulseAudio
+/// with a null sink, on a unix socket in the profile folder): test machines have no sound
+/// card, and without an output Firefox fails an unmuted <audio> with a decode error (a muted
+/// <video> opens none). Killed on drop.
+struct Sound {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Sound {
+    async fn start(dir: &std::path::Path) -> Sound {
+        let socket = dir.join("pulse.sock");
+        let child = Command::new("pulseaudio")
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--disable-shm=yes",
+            ])
+            .args([
+                "--use-pid-file=no",
+                "--log-target=stderr",
+                "--log-level=error",
+            ])
+            .arg("--load=module-null-sink sink_name=discard")
+            .arg(format!(
+                "--load=module-native-protocol-unix socket={} auth-anonymous=1",
+                socket.display()
+            ))
+            .env("HOME", dir)
+            .env("XDG_RUNTIME_DIR", dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("pulseaudio does not start ({e}): apt-get install pulseaudio")
+            });
+        let mut sound = Sound { child, socket };
+        let start = Instant::now();
+        while !sound.socket.exists() {
+            if let Ok(Some(status)) = sound.child.try_wait() {
+                panic!("pulseaudio exited at start ({status})");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "pulseaudio made no socket within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sound
+    }
+}
+
+impl Drop for Sound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A running geckodriver, its profile folder and log; killed with all below it on drop.
@@ -351,6 +413,8 @@ impl Browser {
             free_port()
         ));
         std::fs::create_dir_all(&profile_root).unwrap();
+        let sound = Sound::start(&profile_root).await;
+        let pulse_server = format!("unix:{}", sound.socket.display());
         let log = profile_root.join("geckodriver.log");
         let mut last_error = String::new();
         // A free port can be taken between the check and geckodriver's bind: retry.
@@ -363,6 +427,7 @@ impl Browser {
                 .arg(&profile_root)
                 .args(["--log", "info"])
                 .env("MOZ_HEADLESS", "1")
+                .env("PULSE_SERVER", &pulse_server)
                 .env("MOZ_CRASHREPORTER_DISABLE", "1")
                 .env("MOZ_REMOTE_SETTINGS_DEVTOOLS", "1")
                 .stdin(Stdio::null())
@@ -413,6 +478,8 @@ impl Browser {
                         "MOZ_CRASHREPORTER_DISABLE": "1",
                         // Release builds ignore `services.settings.server` without it.
                         "MOZ_REMOTE_SETTINGS_DEVTOOLS": "1",
+                        // Sound goes to this browser's own sound server (see `Sound`).
+                        "PULSE_SERVER": pulse_server,
                     },
                     "log": { "level": "warn" },
                 }),
@@ -430,6 +497,7 @@ impl Browser {
                     let browser = Browser {
                         client,
                         driver: guard,
+                        _sound: sound,
                     };
                     if options.javascript {
                         browser.install_csp_reporter(addr).await;
