@@ -127,15 +127,16 @@ impl App {
         }
 
         let store = media::SegmentStore::new(config.store_config());
-        // An edge relays the origin's source stream alone; an origin makes its ladder.
-        let ladder = match &origin {
-            None => media::Ladder::new(
-                store.clone(),
-                &config.ladder_config(),
-                config.store_config(),
-            ),
-            Some(_) => media::Ladder::source_only(store.clone()),
-        };
+        // An origin makes its ladder; an edge relays every rendition the origin makes (a
+        // link per rendition; one the origin does not make stays empty and is not offered).
+        let ladder = media::Ladder::new(
+            store.clone(),
+            &match &origin {
+                None => config.ladder_config(),
+                Some(_) => media::LadderConfig::default(),
+            },
+            config.store_config(),
+        );
         let counters = Arc::new(web::DeliveryCounters::default());
         let viewers = room::Viewers::new(config.stream_limits());
         let live = web::LiveHub::new(config.limits.max_live_sockets);
@@ -275,6 +276,16 @@ impl App {
                 .as_ref()
                 .filter(|_| reach_onion)
                 .map(|service| service.status());
+            for r in ladder.made() {
+                let (up, tor_ready, store) = (up.clone(), tor_ready.clone(), r.store.clone());
+                let name = r.name;
+                shutdown.spawn(async move {
+                    if let Some(status) = tor_ready {
+                        wait_for_tor(status).await;
+                    }
+                    web::upstream::link::pull_rendition(up, store, Some(name)).await
+                });
+            }
             shutdown.spawn(async move {
                 if let Some(status) = tor_ready {
                     wait_for_tor(status).await;

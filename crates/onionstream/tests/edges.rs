@@ -156,7 +156,22 @@ async fn edges_relay_the_video_and_share_one_room() {
         assert_video(&b, "viewer-at-b-000001", 4, "edge b")
     );
     let ((), ()) = (va, vb);
-    assert_eq!(scrape(metrics, "onionstream_edge_links").await, 2.0);
+    // Each edge links once per rendition of the origin's ladder (the demo's: source, low,
+    // audio) and serves them itself.
+    assert_eq!(scrape(metrics, "onionstream_edge_links").await, 6.0);
+    for (q, size) in [("low", Some((426, 240))), ("audio", None)] {
+        let start = Instant::now();
+        let media = loop {
+            let mut r = open(a.addr, &format!("/stream.mp4?q={q}&token={ALICE}"), None).await;
+            let data = r.read_for(Duration::from_secs(2)).await;
+            let media = ReceivedMedia::parse(&data);
+            if media.init.video_size() == size || start.elapsed() > Duration::from_secs(10) {
+                break media;
+            }
+        };
+        assert_eq!(media.init.video_size(), size, "{q} at edge a");
+        assert!(!media.fragments.is_empty(), "{q} at edge a");
+    }
 
     // One room: posted at edge a, seen at edge b and at the origin.
     say(a.addr, ALICE, "hello from edge a").await;
@@ -247,7 +262,7 @@ async fn edges_relay_the_video_and_share_one_room() {
     let list = edges["edges"].as_array().expect("a list");
     assert_eq!(list.len(), 2, "{edges}");
     for e in list {
-        assert_eq!(e["links"], 1, "{edges}");
+        assert_eq!(e["links"], 3, "{edges}");
         assert!(e["viewers"].as_u64().is_some(), "{edges}");
     }
     let text = ctl_ok(&dir, &["edges"]);

@@ -25,7 +25,7 @@
 //!   (a gauge per [`TorStatus`], 1 on the current state and 0 on the others, so a dashboard
 //!   can show the state and an alert can fire on `tor_state{state="restarting"} == 1`).
 //!
-//! - edges ([`crate::relay`]): `edge_links` (gauge: edge streams open now),
+//! - edges ([`crate::relay`]): `edge_links` (gauge: edge streams open now, one per edge and rendition),
 //!   `edge_links_opened_total`, `edge_links_refused_total` (a wrong or removed key),
 //!   `edge_sent_bytes_total` (the stream as sent to edges: one copy per edge);
 //! - live sockets of JavaScript pages ([`crate::LiveHub`]): `live_sockets` (gauge),
@@ -333,7 +333,7 @@ impl Collector for Snapshot {
         gauge(
             e,
             "edge_links",
-            "Edge streams open now (each edge holds one).",
+            "Edge streams open now (each edge holds one per rendition of the ladder).",
             self.edge_opened.saturating_sub(self.edge_closed),
         )?;
         counter(

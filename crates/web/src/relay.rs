@@ -265,8 +265,25 @@ impl EdgeAuth {
     }
 }
 
+/// The body of the 404 for a rendition this origin does not make.
+pub const NO_SUCH_RENDITION: &str = "no such rendition here";
+
 /// `GET /edge/v1/stream`.
 pub async fn stream(State(app): State<AppState>, edge: EdgeAuth, uri: axum::http::Uri) -> Response {
+    // `?q=NAME`: one rendition of the ladder (the source without it). An edge links once per
+    // rendition; one this origin does not make is a 404 the edge takes quietly.
+    let store = match uri
+        .query()
+        .and_then(|q| crate::visitor::query_param(q, crate::quality::PARAM))
+    {
+        None => app.store.clone(),
+        Some(name) => match app.ladder.get(&name) {
+            Some(r) => r.store.clone(),
+            None => {
+                return (StatusCode::NOT_FOUND, NO_SUCH_RENDITION).into_response();
+            }
+        },
+    };
     let after = uri
         .query()
         .and_then(|q| crate::visitor::query_param(q, "after"))
@@ -279,8 +296,8 @@ pub async fn stream(State(app): State<AppState>, edge: EdgeAuth, uri: axum::http
     DeliveryCounters::add(&app.counters.relay_opened, 1);
     app.relay.link_opened(&edge.name);
     let feed = Feed {
-        store: app.store.clone(),
-        version: app.store.subscribe(),
+        version: store.subscribe(),
+        store,
         behind: app.config.cursor.start_behind,
         position: None,
         resume: after,

@@ -41,10 +41,19 @@ enum LinkEnd {
     Refused(String),
     /// Anything else: try again.
     Lost(String),
+    /// The origin makes no such rendition (try again much later).
+    Absent,
 }
 
 /// Pulls the origin's stream into `store` for as long as the task runs.
 pub async fn pull(up: Upstream, store: SegmentStore) {
+    pull_rendition(up, store, None).await
+}
+
+/// Pulls one rendition of the origin's ladder (`Some("low")`; `None`: the source) into
+/// `store`. A rendition the origin does not make is asked for again every
+/// [`BACKOFF_MAX`], quietly.
+pub async fn pull_rendition(up: Upstream, store: SegmentStore, rendition: Option<&'static str>) {
     let mut backoff = BACKOFF_MIN;
     let mut resume = Resume::default();
     let mut warned_version = false;
@@ -54,6 +63,7 @@ pub async fn pull(up: Upstream, store: SegmentStore) {
         let end = link_once(
             &up,
             &store,
+            rendition,
             &mut resume,
             &mut media_seen,
             &mut warned_version,
@@ -72,6 +82,11 @@ pub async fn pull(up: Upstream, store: SegmentStore) {
                     BACKOFF_MAX.as_secs()
                 );
                 store.source_problem(format!("the origin refused this edge: {why}"));
+                backoff = BACKOFF_MAX;
+            }
+            LinkEnd::Absent => {
+                tracing::debug!("the origin makes no {rendition:?} rendition");
+                store.source_problem("the origin does not make this rendition");
                 backoff = BACKOFF_MAX;
             }
             LinkEnd::Lost(why) => {
@@ -93,13 +108,22 @@ pub async fn pull(up: Upstream, store: SegmentStore) {
 async fn link_once(
     up: &Upstream,
     store: &SegmentStore,
+    rendition: Option<&str>,
     resume: &mut Resume,
     media_seen: &mut bool,
     warned_version: &mut bool,
 ) -> LinkEnd {
-    let path = match (&resume.run, resume.seq) {
-        (Some(run), Some(seq)) => format!("{STREAM_PATH}?after={run}.{seq}"),
-        _ => STREAM_PATH.to_owned(),
+    let mut params = Vec::new();
+    if let Some(name) = rendition {
+        params.push(format!("{}={name}", crate::quality::PARAM));
+    }
+    if let (Some(run), Some(seq)) = (&resume.run, resume.seq) {
+        params.push(format!("after={run}.{seq}"));
+    }
+    let path = if params.is_empty() {
+        STREAM_PATH.to_owned()
+    } else {
+        format!("{STREAM_PATH}?{}", params.join("&"))
     };
     let req = match up.edge_request(Method::GET, &path, Body::empty()) {
         Ok(r) => r,
@@ -112,6 +136,7 @@ async fn link_once(
     match resp.status() {
         StatusCode::OK => {}
         StatusCode::FORBIDDEN => return LinkEnd::Refused("wrong or removed edge key (403)".into()),
+        StatusCode::NOT_FOUND if rendition.is_some() => return LinkEnd::Absent,
         StatusCode::NOT_FOUND => {
             return LinkEnd::Refused("the origin takes no edges there (404)".into())
         }
@@ -138,7 +163,10 @@ async fn link_once(
             env!("CARGO_PKG_VERSION")
         );
     }
-    tracing::info!(origin = up.authority(), "linked to the origin");
+    match rendition {
+        None => tracing::info!(origin = up.authority(), "linked to the origin"),
+        Some(r) => tracing::info!(origin = up.authority(), "linked to the origin ({r})"),
+    }
     let mut ingest = store.ingest();
     let mut splitter = StreamSplitter::new();
     let mut body = resp.into_body().into_data_stream();
