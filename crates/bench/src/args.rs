@@ -89,9 +89,20 @@ pub struct Args {
     /// seconds
     #[arg(long, default_value_t = 40)]
     pub tor_cost_warmup_secs: u64,
+    /// The quality the --tor-cost viewers watch: source, low or audio (the demo's ladder)
+    #[arg(long, default_value = "source")]
+    pub tor_cost_quality: String,
     /// Measurement window of each --tor-cost step, in seconds
     #[arg(long, default_value_t = 30)]
     pub tor_cost_secs: u64,
+    /// The quality ladder (not part of the default set; about 3 minutes): the CPU of each
+    /// rendition's ffmpeg for a 640x360 and a 1280x720 source, with the ladder on and off,
+    /// and the bytes a viewer of each quality receives (needs ffmpeg)
+    #[arg(long)]
+    pub ladder: bool,
+    /// Measurement window of each --ladder run, in seconds
+    #[arg(long, default_value_t = 30)]
+    pub ladder_secs: u64,
     /// The `onionstream` binary the real-binary phases run (default: next to this binary)
     #[arg(long)]
     pub binary: Option<PathBuf>,

@@ -21,16 +21,33 @@ pub async fn open_stream(
     open_stream_on(TcpStream::connect(addr).await?, &addr.to_string(), token).await
 }
 
+/// Like [`open_stream`], for one rendition of the ladder (`/stream.mp4?q=NAME`).
+pub async fn open_rendition(
+    addr: std::net::SocketAddr,
+    token: &str,
+    rendition: &str,
+) -> std::io::Result<BufReader<TcpStream>> {
+    let query = format!("q={rendition}&token={token}");
+    open_path_on(TcpStream::connect(addr).await?, &addr.to_string(), &query).await
+}
+
 /// Like [`open_stream`], on a connected socket (e.g. through a SOCKS proxy).
 pub async fn open_stream_on(
-    mut s: TcpStream,
+    s: TcpStream,
     host: &str,
     token: &str,
 ) -> std::io::Result<BufReader<TcpStream>> {
-    s.write_all(
-        format!("GET /stream.mp4?token={token} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes(),
-    )
-    .await?;
+    open_path_on(s, host, &format!("token={token}")).await
+}
+
+/// `GET /stream.mp4?QUERY` on a connected socket.
+pub async fn open_path_on(
+    mut s: TcpStream,
+    host: &str,
+    query: &str,
+) -> std::io::Result<BufReader<TcpStream>> {
+    s.write_all(format!("GET /stream.mp4?{query} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await?;
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line).await?;

@@ -4,7 +4,7 @@
 //! traffic anywhere but loopback, or run without bounds (every phase has a fixed duration);
 //! it is not shipped (`publish = false`; `cargo install onionstream` never installs it).
 //!
-//! Phases (all but `--soak`, `--edges` and `--tor-cost` by default; pick with flags):
+//! Phases (all but `--soak`, `--edges`, `--tor-cost` and `--ladder` by default; pick with flags):
 //! - `--delay`: server-added delay, from a fragment entering the store to its first byte
 //!   at each of N connected viewers (N = 1, 100, 1000), p50/p99. Store, server and clients
 //!   share this process (one clock); the demo clip feeds the store in real time.
@@ -57,6 +57,11 @@
 //!   Mbit/s, CPU of the service's tor, of onionstream and of the network's other tors, and
 //!   the latency the circuit adds. Needs tor and `--features test-hooks`.
 //!
+//! - `--ladder` (only when asked for; about 3 minutes, needs ffmpeg): the quality ladder on
+//!   the real binary, for a 640x360 and a 1280x720 source, ladder on and off: the CPU of each
+//!   rendition's ffmpeg, of the source's ffmpeg and of onionstream (per process, from /proc),
+//!   and the bytes a viewer of each quality receives per second.
+//!
 //! `--binary PATH` runs that `onionstream` instead of the one next to this binary.
 //!
 //! # Layout
@@ -88,6 +93,7 @@ mod fanout;
 mod fragment_arrivals;
 mod http;
 mod in_process_server;
+mod ladder;
 mod latency;
 mod live_socket;
 mod moof_scanner;
@@ -117,7 +123,8 @@ fn main() -> std::process::ExitCode {
         || args.fanout
         || args.soak
         || args.edges
-        || args.tor_cost)
+        || args.tor_cost
+        || args.ladder)
     {
         args.delay = true;
         args.latency = true;
@@ -171,8 +178,12 @@ fn main() -> std::process::ExitCode {
                 viewers: args.tor_cost_viewers.clone(),
                 warm_up: Duration::from_secs(args.tor_cost_warmup_secs),
                 window: Duration::from_secs(args.tor_cost_secs),
+                quality: args.tor_cost_quality.clone(),
             })
             .await;
+        }
+        if args.ladder {
+            ladder::run(Duration::from_secs(args.ladder_secs)).await;
         }
         if args.soak {
             passed &= soak::run(soak::SoakPlan::from_args(&args)).await;

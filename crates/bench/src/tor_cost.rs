@@ -28,9 +28,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::edges::summary;
 use crate::fragment_arrivals::{
-    demo_bytes_per_sec, kept_up, ms_between, record, record_with_durations, snapshot, Arrivals,
+    kept_up, ms_between, record, record_with_durations, snapshot, Arrivals,
 };
-use crate::http::open_stream_on;
+use crate::http::open_path_on;
 use crate::open_files::raise_open_files;
 use crate::private_tor::{reap, start_network, tor_children};
 use crate::procfs::{cpu_mark, cpu_share_between};
@@ -43,6 +43,26 @@ pub struct TorCostPlan {
     /// Connects and warm-up before each window.
     pub warm_up: Duration,
     pub window: Duration,
+    /// The quality every viewer watches (`source`, `low`, `audio`: the demo's renditions).
+    pub quality: String,
+}
+
+impl TorCostPlan {
+    /// The `/stream.mp4` query of a viewer with `token`.
+    fn query(&self, token: &str) -> String {
+        format!("q={}&token={token}", self.quality)
+    }
+
+    /// The rate of the stream the viewers watch: the bundled clip's bytes over its length.
+    fn bytes_per_sec(&self) -> f64 {
+        use media::source::demo::{DemoClip, DEMO_AUDIO_CLIP, DEMO_CLIP, DEMO_LOW_CLIP};
+        let bytes = match self.quality.as_str() {
+            "low" => DEMO_LOW_CLIP,
+            "audio" => DEMO_AUDIO_CLIP,
+            _ => DEMO_CLIP,
+        };
+        bytes.len() as f64 / (DemoClip::of(bytes).period_ns as f64 / 1e9)
+    }
 }
 
 /// New viewers per second during the warm-up (each builds a rendezvous circuit; the service
@@ -120,8 +140,9 @@ pub async fn run(plan: &TorCostPlan) {
             }
         );
         println!(
-            "{WHAT}: stream {:.0} kbit/s (demo clip); {CONNECTS_PER_SEC:.0} connects/s, warm-up {} s, window {} s per step; CPU in % of one core ({} cores here)",
-            demo_bytes_per_sec() * 8.0 / 1000.0,
+            "{WHAT}: stream {:.0} kbit/s (demo clip, quality {}); {CONNECTS_PER_SEC:.0} connects/s, warm-up {} s, window {} s per step; CPU in % of one core ({} cores here)",
+            plan.bytes_per_sec() * 8.0 / 1000.0,
+            plan.quality,
             plan.warm_up.as_secs(),
             plan.window.as_secs(),
             std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -201,9 +222,13 @@ async fn step(
     let socks = net.socks_addr();
     // A fresh isolation name per viewer and per run: never a circuit of an earlier step.
     let run = std::process::id();
+    let reference_query = plan.query(room::Token::generate().secret());
     let reference = tokio::spawn(async move {
-        let token = room::Token::generate();
-        match crate::http::open_stream(addr, token.secret()).await {
+        let opened = async {
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            open_path_on(s, &addr.to_string(), &reference_query).await
+        };
+        match opened.await {
             Ok(r) => record_with_durations(r, from, until).await,
             Err(_) => Default::default(),
         }
@@ -213,17 +238,17 @@ async fn step(
     let mut viewers = Vec::with_capacity(n);
     for (i, c) in counters.iter().enumerate() {
         let (c, connected, host) = (c.clone(), connected.clone(), host.to_owned());
+        let query = plan.query(room::Token::generate().secret());
         let at = start + Duration::from_secs_f64(i as f64 / CONNECTS_PER_SEC);
         viewers.push(tokio::spawn(async move {
             tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
             let isolation = format!("bench-{run}-{n}-{i}");
-            let token = room::Token::generate();
             // Retry (circuit build failures) until the window starts.
             while Instant::now() < from {
                 let attempt = async {
                     let s = testkit::testnet::socks5_connect_as(socks, &host, 80, Some(&isolation))
                         .await?;
-                    open_stream_on(s, &host, token.secret()).await
+                    open_path_on(s, &host, &query).await
                 };
                 match tokio::time::timeout(Duration::from_secs(60), attempt).await {
                     Ok(Ok(r)) => {
@@ -263,7 +288,7 @@ async fn step(
         Some(m) => scrape_metric(m, "onionstream_sent_bytes_total").await,
         None => None,
     };
-    let rate = demo_bytes_per_sec();
+    let rate = plan.bytes_per_sec();
     let total: u64 = before
         .iter()
         .zip(&after)

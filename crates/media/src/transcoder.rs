@@ -316,20 +316,22 @@ async fn run_once(
             }
         }
     };
-    // The feed ended first: ffmpeg flushes and exits by itself; anything else kills it.
-    let clean = input_done && matches!(stop, Stop::Eof);
-    let status = if clean {
-        match timeout(EXIT_GRACE, child.wait()).await {
+    // At end of file ffmpeg exits by itself (it flushed after its input ended, or it died);
+    // anything else kills it.
+    let status = match stop {
+        Stop::Eof => match timeout(EXIT_GRACE, child.wait()).await {
             Ok(s) => s.ok(),
             Err(_) => {
                 kill(&mut child).await;
                 None
             }
+        },
+        _ => {
+            kill(&mut child).await;
+            None
         }
-    } else {
-        kill(&mut child).await;
-        None
     };
+    let clean = input_done && matches!(stop, Stop::Eof);
     if let Some(mut task) = stderr_task {
         if timeout(Duration::from_secs(1), &mut task).await.is_err() {
             task.abort();

@@ -99,11 +99,12 @@ pub fn renditions_text(ladder: &media::LadderConfig) -> String {
     out
 }
 
-/// What the ladder cost on the 2-core test machine (`bench --ladder`; README).
+/// What the ladder cost on the 2-core test machine (`bench --ladder`, 2026-12-07; README).
 const RENDITION_COSTS: &str = "\
-What they cost (bench --ladder, 2-core machine, percent of one core):
-  low (240p, 200+48 kbit/s) from a 640x360 source: about 12 %; from 1280x720: about 25 %
-  audio (48 kbit/s): about 1 %
+What they cost (bench --ladder on a 2-core machine, percent of one core):
+  low (240p, 200+48 kbit/s): 8 % from a 640x360 source, 14 % from a 1280x720 one
+  audio (48 kbit/s): 1.3-1.4 %
+  (the source's own ffmpeg, for comparison: 13 % at 640x360, 29 % at 1280x720)
 Turn the ladder off with enabled = false in [renditions] on a machine that needs the CPU.
 ";
 

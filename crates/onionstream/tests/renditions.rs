@@ -292,3 +292,67 @@ async fn the_demo_offers_its_bundled_ladder_as_links_and_plays_each() {
     assert!(viewers >= 2, "{info}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_rendition_ffmpeg_comes_back_and_the_source_never_notices() {
+    let server = Server::start(&["--source", "ffmpeg:test"], None).await;
+    server.wait_live(Duration::from_secs(20)).await;
+    wait_for_renditions(&server, 3, Duration::from_secs(30)).await;
+    let mut source = open(server.addr, &format!("/stream.mp4?token={T}"), None).await;
+    let mut low = open(server.addr, &format!("/stream.mp4?q=low&token={T}"), None).await;
+    let (mut s_data, mut l_data) = tokio::join!(
+        source.read_for(Duration::from_secs(3)),
+        low.read_for(Duration::from_secs(3))
+    );
+    // The low rendition's ffmpeg: the one below the server reading its stdin, with video.
+    let cmdline = |pid: u32| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+            .replace('\0', " ")
+    };
+    let low_ffmpeg = testkit::proc::descendants(server.pid())
+        .into_iter()
+        .find(|&p| {
+            let c = cmdline(p);
+            c.contains("ffmpeg") && c.contains("pipe:0") && c.contains("scale=")
+        })
+        .expect("the low rendition's ffmpeg");
+    kill(low_ffmpeg);
+    let (s_more, l_more) = tokio::join!(
+        source.read_for(Duration::from_secs(8)),
+        low.read_for(Duration::from_secs(8))
+    );
+    s_data.extend(s_more);
+    l_data.extend(l_more);
+    // The source went on as if nothing happened: no gap in its timeline.
+    let s = ReceivedMedia::parse(&s_data);
+    let gap = s.assert_increasing();
+    assert!(gap < 300_000_000, "the source had a {gap} ns gap");
+    assert!(s.media_secs() > 9.0, "source: {} s", s.media_secs());
+    // The low viewer's response went on after the restart (a splice), decodable.
+    let l = ReceivedMedia::parse(&l_data);
+    l.assert_increasing();
+    assert_ffmpeg_decodes(&l_data, "low across its ffmpeg's death");
+    let received: i128 = l.fragments.iter().map(|f| f.end_ns() - f.start_ns()).sum();
+    assert!(
+        received > 8_000_000_000,
+        "the low viewer got only {} s of media in 11 s",
+        received as f64 / 1e9
+    );
+    let show = ctl_ok(&server.data_dir, &["--json", "source", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let low_state = v["renditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "low")
+        .unwrap()
+        .clone();
+    assert_eq!(low_state["online"], true, "{show}");
+    assert!(low_state["runs"].as_u64().unwrap() >= 2, "{show}");
+    assert!(
+        server.log().contains("rendition low: ffmpeg was stopped"),
+        "{}",
+        server.log()
+    );
+    server.stop().await;
+}
