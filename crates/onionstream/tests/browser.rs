@@ -306,7 +306,7 @@ async fn a_message_from_one_browser_appears_in_another_without_javascript() {
 
     // Two profiles, two tokens.
     let token_of = |c: Client| async move {
-        c.find(Locator::Css("video.video"))
+        c.find(Locator::Css("video.video source"))
             .await
             .unwrap()
             .attr("src")

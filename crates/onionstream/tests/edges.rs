@@ -503,8 +503,11 @@ async fn fake_origin(
             let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                if buf.starts_with(b"GET /edge/v1/stream") {
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                // The source's link (each rendition's, `?q=NAME`, links on its own).
+                let line = String::from_utf8_lossy(&buf[..n]);
+                let line = line.lines().next().unwrap_or_default();
+                if line.starts_with("GET /edge/v1/stream") && !line.contains("q=") {
                     seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 let head = format!(

@@ -262,6 +262,18 @@ fn onion_host(hs: &Path) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // ffmpeg killed, hung, writing garbage
 
+/// The source's ffmpeg below `server`: not one of the renditions' (those read their stdin,
+/// `-i pipe:0`).
+fn source_ffmpegs(server: &Server) -> Vec<u32> {
+    child_pids(server.pid(), "ffmpeg")
+        .into_iter()
+        .filter(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            !String::from_utf8_lossy(&cmdline).contains("pipe:0")
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_then_a_killed_ffmpeg_takes_the_stream_offline_and_it_comes_back() {
     if !ffmpeg_available() {
@@ -275,7 +287,7 @@ async fn a_hung_then_a_killed_ffmpeg_takes_the_stream_offline_and_it_comes_back(
     let mut data = viewer.read_for(Duration::from_secs(2)).await;
 
     // Hung: alive, no output (SIGSTOP).
-    let pids = child_pids(server.pid(), "ffmpeg");
+    let pids = source_ffmpegs(&server);
     assert_eq!(pids.len(), 1, "one supervised ffmpeg");
     let hung = pids[0];
     signal(hung, "STOP");
@@ -300,7 +312,7 @@ async fn a_hung_then_a_killed_ffmpeg_takes_the_stream_offline_and_it_comes_back(
     assert!(!viewer.clean_end, "the viewer's stream goes on");
 
     // Killed: kill -9 of the new ffmpeg.
-    let pids = child_pids(server.pid(), "ffmpeg");
+    let pids = source_ffmpegs(&server);
     assert_eq!(pids.len(), 1, "a new ffmpeg: {pids:?}");
     assert_ne!(pids[0], hung);
     kill(pids[0]);

@@ -55,7 +55,7 @@ async fn the_page_needs_no_inline_script_and_links_nothing_outside_the_site() {
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite"));
     assert!(
         html.contains(&format!(
-            "<video class=\"video\" src=\"/stream.mp4?token={token}\""
+            "<source src=\"/stream.mp4?token={token}\" type=\"video/mp4\">"
         )),
         "{html}"
     );

@@ -191,7 +191,14 @@ async fn a_restart_with_the_same_settings_continues_open_streams() {
     let mut viewer = open(server.addr, &format!("/stream.mp4?token={T}"), None).await;
     let mut data = viewer.read_for(Duration::from_secs(3)).await;
     // Kill the ffmpeg that onionstream supervises: it comes back with the same settings.
-    let pids = child_pids(server.pid(), "ffmpeg");
+    // (Not the renditions' ffmpegs, which read their stdin: `-i pipe:0`.)
+    let pids: Vec<u32> = child_pids(server.pid(), "ffmpeg")
+        .into_iter()
+        .filter(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            !String::from_utf8_lossy(&cmdline).contains("pipe:0")
+        })
+        .collect();
     assert_eq!(pids.len(), 1, "one supervised ffmpeg");
     kill(pids[0]);
     data.extend(viewer.read_for(Duration::from_secs(12)).await);

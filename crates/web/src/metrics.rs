@@ -893,6 +893,26 @@ mod tests {
     }
 
     #[test]
+    fn every_rendition_has_series_of_its_own() {
+        let mut s = sources(no_captchas());
+        s.ladder = Some(media::Ladder::new(
+            s.store.clone(),
+            &media::LadderConfig::default(),
+            media::StoreConfig::default(),
+        ));
+        let low = &s.counters.renditions[1];
+        DeliveryCounters::add(&low.bytes, 1234);
+        DeliveryCounters::add(&low.opened, 3);
+        DeliveryCounters::add(&low.closed, 1);
+        let m = parse(&render(&s));
+        let key = |name: &str, r: &str| format!("onionstream_{name}{{rendition=\"{r}\"}}");
+        assert_eq!(m.value(&key("rendition_sent_bytes_total", "low")), 1234.0);
+        assert_eq!(m.value(&key("rendition_sent_bytes_total", "audio")), 0.0);
+        assert_eq!(m.gauge(&key("rendition_open_streams", "low")), 2.0);
+        assert_eq!(m.gauge(&key("rendition_online", "source")), 0.0);
+    }
+
+    #[test]
     fn tor_status_is_a_published_flag_and_one_state_set() {
         let mut s = sources(no_captchas());
         let status = Arc::new(std::sync::Mutex::new(TorStatus::Starting));

@@ -36,9 +36,23 @@ impl Room {
                 let retry_after = Duration::from_secs(60).saturating_sub(now.duration_since(f[0]));
                 return Err(LoginError::TooMany { retry_after });
             }
+            // Counted as a failure until it proves right: checks running at once cannot
+            // together pass the limit (each takes its place before the slow check).
+            f.push_back(now);
         }
+        let release = || {
+            let mut f = self
+                .inner
+                .login_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = f.iter().rposition(|t| *t == now) {
+                f.remove(i);
+            }
+        };
         // A hashed password costs Argon2's memory per check: never more than a few at once.
         let Some(_slot) = SlowHashSlot::take(&self.inner.slow_hashes) else {
+            release();
             return Err(LoginError::TooMany {
                 retry_after: Duration::from_secs(1),
             });
@@ -49,13 +63,9 @@ impl Room {
             .into();
         let password_ok = self.inner.config.broadcaster_password.verify(password);
         if user_ok && password_ok {
+            release();
             return Ok(self.inner.broadcaster_token.clone());
         }
-        self.inner
-            .login_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(now);
         self.count(&self.inner.counters.logins_failed);
         Err(LoginError::Wrong)
     }
