@@ -26,7 +26,7 @@ use crate::cursor::{CursorPolicy, ViewerCursor};
 use crate::fmp4::{StreamPart, StreamSplitter, TrackKind};
 use crate::rendition::{Recipe, Rendition};
 use crate::source::ffmpeg::{
-    collect_stderr, exit_reason, kill, looked_for, StderrTail, GLOBAL_ARGS, MAX_BACKOFF,
+    collect_stderr, kill, looked_for, reap, StderrTail, Stop, GLOBAL_ARGS, MAX_BACKOFF,
     OUTPUT_ARGS, READ_CHUNK,
 };
 use crate::store::{Ingest, SegmentStore};
@@ -63,8 +63,6 @@ fn feed_policy() -> CursorPolicy {
 const IDLE_END: Duration = Duration::from_secs(10);
 /// ffmpeg writing nothing for this long while fed is killed and restarted.
 const STALL_TIMEOUT: Duration = Duration::from_secs(15);
-/// After its input ended, how long ffmpeg may take to flush and exit.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// First wait before a restart after a failure; doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// How often the CPU of the child is measured.
@@ -318,49 +316,13 @@ async fn run_once(
     };
     // At end of file ffmpeg exits by itself (it flushed after its input ended, or it died);
     // anything else kills it.
-    let status = match stop {
-        Stop::Eof => match timeout(EXIT_GRACE, child.wait()).await {
-            Ok(s) => s.ok(),
-            Err(_) => {
-                kill(&mut child).await;
-                None
-            }
-        },
-        _ => {
-            kill(&mut child).await;
-            None
-        }
-    };
+    let (status, stderr) = reap(&mut child, &stop, stderr_task, &tail).await;
     let clean = input_done && matches!(stop, Stop::Eof);
-    if let Some(mut task) = stderr_task {
-        if timeout(Duration::from_secs(1), &mut task).await.is_err() {
-            task.abort();
-        }
-    }
-    let stderr: Vec<String> = tail
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .cloned()
-        .collect();
-    let ok_exit = status.is_some_and(|s| s.success());
-    if clean && ok_exit {
+    if clean && status.is_some_and(|s| s.success()) {
         ingest.end("the source paused or restarted");
         return Run::InputEnded { fragments };
     }
-    let reason = match stop {
-        Stop::Eof => match status {
-            Some(s) => exit_reason(s),
-            None => "ffmpeg exited".to_string(),
-        },
-        Stop::Stalled => format!(
-            "ffmpeg produced no output for {} s; killed it",
-            STALL_TIMEOUT.as_secs()
-        ),
-        Stop::Garbage(e) => format!("ffmpeg's output is not fragmented MP4 ({e}); killed it"),
-        Stop::Refused(e) => format!("the store refused ffmpeg's output ({e}); killed it"),
-        Stop::ReadFailed(e) => format!("reading ffmpeg's output failed ({e}); killed it"),
-    };
+    let reason = stop.reason(status, STALL_TIMEOUT);
     ingest.end(reason.clone());
     Run::Failed {
         reason,
@@ -376,14 +338,6 @@ async fn feed(mut cursor: ViewerCursor, mut stdin: ChildStdin) -> io::Result<()>
         stdin.write_all(&chunk).await?;
     }
     stdin.shutdown().await
-}
-
-enum Stop {
-    Eof,
-    Stalled,
-    Garbage(String),
-    Refused(String),
-    ReadFailed(io::Error),
 }
 
 /// Reads ffmpeg's fragmented MP4 into the rendition's store.

@@ -51,6 +51,11 @@ fn offline() -> ErrorPage {
     .retry_after(std::time::Duration::from_secs(5))
 }
 
+/// What an `/hls/` file name asks for, or a 404.
+fn file_named(file: &str) -> Result<HlsFile, ErrorPage> {
+    parse_file(file).ok_or_else(|| ErrorPage::new(StatusCode::NOT_FOUND, "No such HLS file."))
+}
+
 /// `/hls/stream.m3u8` (the master playlist) and the source's own files.
 pub async fn hls_file(
     State(app): State<AppState>,
@@ -60,8 +65,7 @@ pub async fn hls_file(
     if let Some(r) = crate::gate::media_refusal(&app, &visitor).await {
         return Ok(r);
     }
-    let what = parse_file(&file)
-        .ok_or_else(|| ErrorPage::new(StatusCode::NOT_FOUND, "No such HLS file."))?;
+    let what = file_named(&file)?;
     if what == HlsFile::Playlist {
         return master(&app, &visitor);
     }
@@ -77,8 +81,7 @@ pub async fn rendition_file(
     if let Some(r) = crate::gate::media_refusal(&app, &visitor).await {
         return Ok(r);
     }
-    let what = parse_file(&file)
-        .ok_or_else(|| ErrorPage::new(StatusCode::NOT_FOUND, "No such HLS file."))?;
+    let what = file_named(&file)?;
     let query = format!("{}={name}", crate::quality::PARAM);
     let (index, rendition) = crate::quality::choose(&app.ladder, Some(&query));
     serve(&app, index, rendition, what, &visitor)

@@ -345,13 +345,69 @@ enum Outcome {
     },
 }
 
-/// Why the read loop stopped.
-enum Stop {
+/// Why a read loop over ffmpeg's stdout stopped (the source's and the renditions').
+pub(crate) enum Stop {
     Eof,
     Stalled,
     Garbage(String),
     Refused(String),
     ReadFailed(io::Error),
+}
+
+impl Stop {
+    /// Why the run ended, for the store and the log (no paths, no stderr), given how ffmpeg
+    /// exited ([`reap`]) and the stall limit it was read with.
+    pub(crate) fn reason(&self, exit: Option<ExitStatus>, stall_timeout: Duration) -> String {
+        match self {
+            Stop::Eof => match exit {
+                Some(status) => exit_reason(status),
+                None => "ffmpeg closed its output but did not exit; killed it".to_string(),
+            },
+            Stop::Stalled => format!(
+                "ffmpeg produced no output for {} s; killed it",
+                stall_timeout.as_secs_f32()
+            ),
+            Stop::Garbage(e) => format!("ffmpeg's output is not fragmented MP4 ({e}); killed it"),
+            Stop::Refused(e) => format!("the store refused ffmpeg's output ({e}); killed it"),
+            Stop::ReadFailed(e) => format!("reading ffmpeg's output failed ({e}); killed it"),
+        }
+    }
+}
+
+/// Ends a run of ffmpeg: after end of file it exits by itself (it is killed if it has not
+/// within [`EXIT_GRACE`]); every other stop kills it. Then the last lines of its stderr.
+pub(crate) async fn reap(
+    child: &mut Child,
+    stop: &Stop,
+    stderr_task: Option<tokio::task::JoinHandle<()>>,
+    tail: &StderrTail,
+) -> (Option<ExitStatus>, Vec<String>) {
+    let exit = match stop {
+        Stop::Eof => match timeout(EXIT_GRACE, child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                kill(child).await;
+                None
+            }
+        },
+        _ => {
+            kill(child).await;
+            None
+        }
+    };
+    if let Some(mut task) = stderr_task {
+        if timeout(STDERR_GRACE, &mut task).await.is_err() {
+            // A grandchild may still hold stderr open; what we have is enough.
+            task.abort();
+        }
+    }
+    let stderr = tail
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    (exit, stderr)
 }
 
 /// Runs a [`Command`] forever, feeding the store, restarting ffmpeg whenever it ends.
@@ -508,46 +564,9 @@ impl Supervisor {
             }
             None => Stop::ReadFailed(io::Error::other("stdout was not piped")),
         };
-        // After end of file ffmpeg normally exits on its own; every other stop kills it.
-        let exit = match &stop {
-            Stop::Eof => match timeout(EXIT_GRACE, child.wait()).await {
-                Ok(status) => status.ok(),
-                Err(_) => {
-                    kill(&mut child).await;
-                    None
-                }
-            },
-            _ => {
-                kill(&mut child).await;
-                None
-            }
-        };
-        if let Some(mut task) = stderr_task {
-            if timeout(STDERR_GRACE, &mut task).await.is_err() {
-                // A grandchild may still hold stderr open; what we have is enough.
-                task.abort();
-            }
-        }
-        let reason = match stop {
-            Stop::Eof => match exit {
-                Some(status) => exit_reason(status),
-                None => "ffmpeg closed its output but did not exit; killed it".to_string(),
-            },
-            Stop::Stalled => format!(
-                "ffmpeg produced no output for {} s; killed it",
-                command.stall_timeout.as_secs_f32()
-            ),
-            Stop::Garbage(e) => format!("ffmpeg's output is not fragmented MP4 ({e}); killed it"),
-            Stop::Refused(e) => format!("the store refused ffmpeg's output ({e}); killed it"),
-            Stop::ReadFailed(e) => format!("reading ffmpeg's output failed ({e}); killed it"),
-        };
+        let (exit, stderr) = reap(&mut child, &stop, stderr_task, &tail).await;
+        let reason = stop.reason(exit, command.stall_timeout);
         ingest.end(reason.clone());
-        let stderr = tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
         Outcome::Ended {
             pid,
             reason,
