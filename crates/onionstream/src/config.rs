@@ -127,6 +127,10 @@ pub struct ChatConfig {
     pub shown_messages: usize,
     /// Users seen this recently (but not watching) are listed as "not watching".
     pub presence_window_secs: u64,
+    /// Slow mode at start: at most one message per this many seconds per user, the
+    /// broadcaster excepted (0 = off). A change from the page or `ctl chat slow` is kept and
+    /// wins over this.
+    pub slow_mode_secs: u32,
     /// Keep nothing on disk: chat, names and bans vanish when onionstream stops.
     pub ephemeral: bool,
     /// Argon2 hash of the broadcaster's password (`onionstream hash-password`); empty: a new
@@ -183,6 +187,7 @@ impl Default for ChatConfig {
             storage_messages: c.storage_messages,
             shown_messages: c.shown_messages,
             presence_window_secs: c.presence_window.as_secs(),
+            slow_mode_secs: c.slow_mode_secs,
             ephemeral: false,
             broadcaster_password_hash: String::new(),
             filters: room::filter::FilterConfig::default(),
@@ -519,6 +524,13 @@ impl Config {
                 return Err(format!("{key} must be greater than 0"));
             }
         }
+        if self.chat.slow_mode_secs > room::MAX_SLOW_MODE_SECS {
+            return Err(format!(
+                "chat.slow_mode_secs ({}) must be between 0 (off) and {}",
+                self.chat.slow_mode_secs,
+                room::MAX_SLOW_MODE_SECS
+            ));
+        }
         if self.captcha.random_percent > 100 {
             return Err(format!(
                 "captcha.random_percent ({}) must be between 0 and 100",
@@ -694,6 +706,7 @@ impl Config {
             storage_messages: c.storage_messages,
             shown_messages: c.shown_messages,
             presence_window: Duration::from_secs(c.presence_window_secs),
+            slow_mode_secs: c.slow_mode_secs,
             default_name: c.default_name.clone(),
             broadcaster_name: c.broadcaster_name.clone(),
             broadcaster_password: if c.broadcaster_password_hash.is_empty() {

@@ -24,9 +24,6 @@ use harness::{save_artifact, Browser, ProxyTrap};
 
 use common::*;
 
-/// No captchas, no minimum interval.
-const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
-
 /// A captcha before the first message only (the default), no minimum interval.
 const CAPTCHA_FIRST: &str = "[captcha]\nfirst_message = true\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
 

@@ -24,9 +24,6 @@ use serde_json::{json, Value};
 use common::*;
 use testkit::media::hls_writer;
 
-/// No captchas, no minimum interval between messages.
-const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
-
 async fn js_browser(name: &str, trap: &ProxyTrap) -> Browser {
     Browser::start_js(name, trap).await
 }
@@ -89,6 +86,27 @@ async fn send_message(c: &Client, text: &str) {
     let area = c.find(Locator::Id("live-text")).await.unwrap();
     area.send_keys(text).await.unwrap();
     area.send_keys(&Key::Enter.to_string()).await.unwrap();
+}
+
+/// A server on the demo (no captchas) and two JavaScript browsers live on its page: the
+/// broadcaster's (logged in through `ctl login`) and a viewer's, named for their artifacts.
+async fn broadcaster_and_viewer(
+    broadcaster: &str,
+    viewer: &str,
+) -> (Server, ProxyTrap, Browser, Browser) {
+    let server = Server::start(&[], Some(NO_CAPTCHA)).await;
+    server.wait_live(Duration::from_secs(15)).await;
+    let (code, out, err) = ctl(&server.data_dir, &["--json", "login"]);
+    assert_eq!(code, 0, "{err}");
+    let login: Value = serde_json::from_str(out.trim()).unwrap();
+    let broadcaster_path = login["path"].as_str().unwrap().to_string();
+    let trap = ProxyTrap::start();
+    let (bc, v) = tokio::join!(js_browser(broadcaster, &trap), js_browser(viewer, &trap));
+    tokio::join!(
+        open_live(&bc, &server, &broadcaster_path),
+        open_live(&v, &server, "/")
+    );
+    (server, trap, bc, v)
 }
 
 fn assert_clean(b: &Browser, trap: &ProxyTrap) {
@@ -389,21 +407,7 @@ async fn the_captcha_shows_and_is_answered_on_the_live_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broadcasters_hide_and_ban_act_on_a_viewers_live_page() {
-    let server = Server::start(&[], Some(NO_CAPTCHA)).await;
-    server.wait_live(Duration::from_secs(15)).await;
-    let (code, out, err) = ctl(&server.data_dir, &["--json", "login"]);
-    assert_eq!(code, 0, "{err}");
-    let login: Value = serde_json::from_str(out.trim()).unwrap();
-    let broadcaster_path = login["path"].as_str().unwrap().to_string();
-    let trap = ProxyTrap::start();
-    let (bc, v) = tokio::join!(
-        js_browser("js-broadcaster", &trap),
-        js_browser("js-viewer", &trap)
-    );
-    tokio::join!(
-        open_live(&bc, &server, &broadcaster_path),
-        open_live(&v, &server, "/")
-    );
+    let (server, trap, bc, v) = broadcaster_and_viewer("js-broadcaster", "js-viewer").await;
     assert!(bc.client.find(Locator::Id("broadcaster")).await.is_ok());
 
     let first = format!("first from viewer {}", std::process::id());
@@ -500,6 +504,130 @@ async fn the_broadcasters_hide_and_ban_act_on_a_viewers_live_page() {
     assert!(banned.as_str().unwrap().contains("banned"));
     v.client.enter_parent_frame().await.unwrap();
     v.save_screenshot("js-viewer-banned.png").await;
+    assert_clean(&bc, &trap);
+    assert_clean(&v, &trap);
+    tokio::join!(bc.quit(), v.quit());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_slow_mode_and_clearing_act_on_a_viewers_live_page() {
+    let (server, trap, bc, v) = broadcaster_and_viewer("js-mod-broadcaster", "js-mod-viewer").await;
+    let shows = |t: &str| {
+        format!(
+            "return [...document.querySelectorAll('#live-messages li.message .text')].some(e => e.textContent === {})",
+            json!(t)
+        )
+    };
+    let hello = format!("hello {}", std::process::id());
+    send_message(&v.client, &hello).await;
+    wait_until(
+        &bc.client,
+        &shows(&hello),
+        Duration::from_secs(5),
+        "the broadcaster sees it",
+    )
+    .await;
+
+    // The broadcaster's timeout button: the viewer's box is disabled and says the time left,
+    // without a reload (the marker survives).
+    eval(&v.client, "window.__same_page = true; return true").await;
+    let timeout = format!(
+        "const li = [...document.querySelectorAll('#live-messages li.message')].find(l => l.querySelector('.text').textContent === {}); li.querySelector('button[data-action=timeout]').click(); return true",
+        json!(hello)
+    );
+    eval(&bc.client, &timeout).await;
+    let notice = wait_until(
+        &v.client,
+        "const n = document.getElementById('live-form-notice'); return document.getElementById('live-text').disabled && !n.hidden && n.textContent",
+        Duration::from_secs(5),
+        "the viewer is told of the timeout",
+    )
+    .await;
+    assert_eq!(
+        notice.as_str().unwrap(),
+        "You are timed out: you can chat again in 10 min."
+    );
+    v.save_screenshot("js-viewer-timed-out.png").await;
+    // Lifted (here from the console): the box comes back.
+    let users = ctl_ok(&server.data_dir, &["--json", "user", "list"]);
+    let users: Value = serde_json::from_str(users.trim()).unwrap();
+    let viewer_id = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["timeout_until_ms"].is_number())
+        .expect("the timed-out viewer in the list")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ctl_ok(&server.data_dir, &["user", "untimeout", &viewer_id]);
+    wait_until(
+        &v.client,
+        "return !document.getElementById('live-text').disabled && document.getElementById('live-form-notice').hidden",
+        Duration::from_secs(5),
+        "the message box is back",
+    )
+    .await;
+
+    // Slow mode from the broadcaster's controls: the viewer's page shows it; a second message
+    // within it is refused with a notice and stays in the box.
+    eval(
+        &bc.client,
+        "document.getElementById('live-users-box').open = true; const s = document.getElementById('live-slow-select'); s.value = '30'; document.getElementById('live-slow-set').click(); return true",
+    )
+    .await;
+    wait_until(
+        &v.client,
+        "const p = document.getElementById('live-slow-mode'); return !p.hidden && p.textContent === 'Slow mode: one message every 30 s.'",
+        Duration::from_secs(5),
+        "the viewer sees slow mode",
+    )
+    .await;
+    let again = format!("again {}", std::process::id());
+    send_message(&v.client, &again).await;
+    let refused = wait_until(
+        &v.client,
+        "const n = document.getElementById('live-form-notice'); return !n.hidden && n.textContent.startsWith('Slow mode') && n.textContent",
+        Duration::from_secs(5),
+        "slow mode refuses the second message",
+    )
+    .await;
+    assert!(refused.as_str().unwrap().contains("Wait "), "{refused}");
+    assert_eq!(
+        eval(
+            &v.client,
+            "return document.getElementById('live-text').value"
+        )
+        .await,
+        json!(again)
+    );
+
+    // Clear chat: the viewer's list empties, the broadcaster's marks every message hidden.
+    eval(
+        &bc.client,
+        "document.getElementById('live-clear').click(); return true",
+    )
+    .await;
+    wait_until(
+        &v.client,
+        "return document.querySelectorAll('#live-messages li.message').length === 0",
+        Duration::from_secs(5),
+        "the viewer's chat is cleared",
+    )
+    .await;
+    wait_until(
+        &bc.client,
+        "const all = document.querySelectorAll('#live-messages li.message'); return all.length > 0 && [...all].every(l => l.classList.contains('is-hidden'))",
+        Duration::from_secs(5),
+        "the broadcaster sees them hidden",
+    )
+    .await;
+    assert_eq!(
+        eval(&v.client, "return window.__same_page === true").await,
+        json!(true)
+    );
+    bc.save_screenshot("js-broadcaster-controls.png").await;
     assert_clean(&bc, &trap);
     assert_clean(&v, &trap);
     tokio::join!(bc.quit(), v.quit());

@@ -10,9 +10,6 @@ use common::*;
 use testkit::http::{form_request, post_form, try_exchange};
 use testkit::proc::wait_gone;
 
-/// No captchas (their answers cannot be read from outside the process), no minimum interval.
-const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
-
 const ALICE: &str = "alice-alice-alice-0001";
 const BOB: &str = "bob_bob_bob_bob_0002";
 const VIEWER: &str = "viewerviewerviewer03";

@@ -13,9 +13,6 @@ use common::*;
 use serde_json::{json, Value};
 use testkit::http::post_form;
 
-/// Chat captchas off: a test cannot look at a picture (the web crate's tests solve them).
-const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n[chat]\nmin_interval_ms = 0\n";
-
 fn ctl_json(data_dir: &Path, args: &[&str]) -> Value {
     let mut a = vec!["--json"];
     a.extend_from_slice(args);

@@ -71,7 +71,7 @@ async fn kill_9_while_three_clients_post_keeps_every_acknowledged_message_name_a
     let dir = temp_dir("faults-kill9");
     let data = path_str(&dir);
     let args = ["--data-dir", data.as_str()];
-    let server = Server::start(&args, Some(NO_CAPTCHA)).await;
+    let server = Server::start(&args, Some(NO_CAPTCHA_BURSTS)).await;
     let addr = server.addr;
     for (t, name) in POSTERS {
         set_name(addr, t, name).await;
@@ -117,7 +117,7 @@ async fn kill_9_while_three_clients_post_keeps_every_acknowledged_message_name_a
     );
     drop(server);
 
-    let server = Server::start(&args, Some(NO_CAPTCHA)).await;
+    let server = Server::start(&args, Some(NO_CAPTCHA_BURSTS)).await;
     let addr = server.addr;
     let (html, seen) = messages(addr, VIEWER).await;
     assert!(seen.windows(2).all(|w| w[0].id < w[1].id), "in order");
@@ -539,7 +539,7 @@ async fn a_full_disk_refuses_posts_with_a_notice_and_loses_nothing() {
     const ANN: &str = "faults-ann-disk-disk-01";
     let data = path_str(&disk.dir);
     let args = ["--data-dir", data.as_str()];
-    let server = Server::start(&args, Some(NO_CAPTCHA)).await;
+    let server = Server::start(&args, Some(NO_CAPTCHA_BURSTS)).await;
     let addr = server.addr;
     set_name(addr, ANN, "Ann").await;
     say(addr, ANN, "before the disk filled").await;
@@ -574,7 +574,7 @@ async fn a_full_disk_refuses_posts_with_a_notice_and_loses_nothing() {
     // Nothing corrupted: the file opens (the start runs an integrity check) and holds exactly
     // what was acknowledged.
     server.stop().await;
-    let server = Server::start(&args, Some(NO_CAPTCHA)).await;
+    let server = Server::start(&args, Some(NO_CAPTCHA_BURSTS)).await;
     let (html, seen) = messages(server.addr, VIEWER).await;
     let texts: Vec<&str> = seen.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(
@@ -594,7 +594,7 @@ async fn a_locked_room_database_stops_the_start_names_the_file_and_is_left_untou
     let dir = temp_dir("faults-locked");
     let data = path_str(&dir);
     let file = dir.join("room.sqlite3");
-    let server = Server::start(&["--data-dir", data.as_str()], Some(NO_CAPTCHA)).await;
+    let server = Server::start(&["--data-dir", data.as_str()], Some(NO_CAPTCHA_BURSTS)).await;
     say(server.addr, VIEWER, "a message worth keeping").await;
 
     // 1. Another onionstream on the same data directory.
@@ -629,7 +629,7 @@ async fn a_locked_room_database_stops_the_start_names_the_file_and_is_left_untou
     assert_eq!(std::fs::read(&file).unwrap(), before, "left untouched");
 
     // Released: the next start has everything.
-    let server = Server::start(&["--data-dir", data.as_str()], Some(NO_CAPTCHA)).await;
+    let server = Server::start(&["--data-dir", data.as_str()], Some(NO_CAPTCHA_BURSTS)).await;
     let (_, seen) = messages(server.addr, VIEWER).await;
     let texts: Vec<&str> = seen.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["a message worth keeping", "still here"]);

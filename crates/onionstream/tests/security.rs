@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use testkit::http::{exchange, post_form};
 
-const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
-
 /// The frames and pages a visitor's browser loads (each with `?token=`).
 const PAGES: [&str; 6] = [
     "/",

@@ -25,7 +25,7 @@ use crate::record::{MessageRecord, UserRecord};
 /// Name of the database file inside the data directory.
 pub const DB_FILE_NAME: &str = "room.sqlite3";
 /// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long [`Db::open`] waits for a lock held by someone else before answering
 /// [`DbError::Locked`]: short, since the holder is another running onionstream which keeps the
@@ -67,14 +67,19 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_author ON messages (author, id);
 ";
 
+/// Version 2: timeouts (a user may not post until a time, lifted by itself).
+const SCHEMA_V2: &str = "
+ALTER TABLE users ADD COLUMN timeout_until_ms INTEGER;
+";
+
 const USER_COLUMNS: &str = "id, name, colour, tripcode, banned, captcha_solved, \
-     messages_since_captcha, first_seen_ms, last_seen_ms";
+     messages_since_captcha, first_seen_ms, last_seen_ms, timeout_until_ms";
 const MESSAGE_COLUMNS: &str =
     "id, author, name, colour, tripcode, broadcaster, text, time_ms, hidden";
 
 const SAVE_USER_SQL: &str = "INSERT OR REPLACE INTO users (id, name, colour, tripcode, banned, \
-     captcha_solved, messages_since_captcha, first_seen_ms, last_seen_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     captcha_solved, messages_since_captcha, first_seen_ms, last_seen_ms, timeout_until_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 const INSERT_MESSAGE_SQL: &str = "INSERT INTO messages (id, author, name, colour, tripcode, \
      broadcaster, text, time_ms, hidden) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
@@ -190,6 +195,9 @@ impl Db {
             let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)
                 .map_err(fail)?;
             tx.execute_batch(SCHEMA_V1).map_err(fail)?;
+            if found < 2 {
+                tx.execute_batch(SCHEMA_V2).map_err(fail)?;
+            }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(fail)?;
             tx.commit().map_err(fail)?;
@@ -366,6 +374,13 @@ impl Db {
         Ok(ids)
     }
 
+    /// Hide every message not hidden yet (clearing the chat); returns how many changed.
+    pub fn hide_all(&self) -> Result<usize, DbError> {
+        self.conn
+            .execute("UPDATE messages SET hidden = 1 WHERE hidden = 0", [])
+            .map_err(write_error)
+    }
+
     /// Delete all but the newest `keep` messages. Returns how many were deleted.
     pub fn prune_messages(&self, keep: usize) -> Result<usize, DbError> {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
@@ -397,6 +412,7 @@ fn save_user_on(conn: &Connection, user: &UserRecord) -> rusqlite::Result<()> {
         user.messages_since_captcha,
         user.first_seen_ms,
         user.last_seen_ms,
+        user.timeout_until_ms,
     ])?;
     Ok(())
 }
@@ -440,6 +456,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         messages_since_captcha: row.get(6)?,
         first_seen_ms: row.get(7)?,
         last_seen_ms: row.get(8)?,
+        timeout_until_ms: row.get(9)?,
     })
 }
 
@@ -573,6 +590,7 @@ mod tests {
             messages_since_captcha: 4_000_000_000,
             first_seen_ms: 1_700_000_000_123,
             last_seen_ms: 1_700_000_999_456,
+            timeout_until_ms: Some(1_700_001_000_000),
         }
     }
 
@@ -650,6 +668,7 @@ mod tests {
             banned: false,
             captcha_solved: false,
             messages_since_captcha: 0,
+            timeout_until_ms: None,
             ..full.clone()
         };
         db.save_user(&changed).unwrap();
@@ -832,6 +851,43 @@ mod tests {
         let err = Db::open(&path).unwrap_err();
         assert!(matches!(err, DbError::Open { .. }), "{err:?}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_keeping_its_rows() {
+        let dir = TempDir::new("upgrade");
+        let path = dir.db_path();
+        {
+            // A database as version 1 wrote it: no timeouts column.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute(
+                "INSERT INTO users (id, name, colour, tripcode, banned, captcha_solved, \
+                 messages_since_captcha, first_seen_ms, last_seen_ms) \
+                 VALUES ('old', 'Old', NULL, NULL, 1, 0, 3, 1, 2)",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let old = db.user("old").unwrap().unwrap();
+        assert_eq!(old.name.as_deref(), Some("Old"));
+        assert!(old.banned);
+        assert_eq!(old.timeout_until_ms, None);
+        let timed = UserRecord {
+            timeout_until_ms: Some(99),
+            ..old
+        };
+        db.save_user(&timed).unwrap();
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.user("old").unwrap().unwrap().timeout_until_ms, Some(99));
+        let version: i64 = db
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

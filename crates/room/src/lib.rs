@@ -30,7 +30,8 @@ pub mod viewers;
 
 pub use chat::{
     Access, AppearanceChange, ChatForm, LoginError, MessageView, Moderation, Post, Role, Room,
-    RoomConfig, RoomCounters, RoomError, RoomEvent, UserView, UsersView,
+    RoomConfig, RoomCounters, RoomError, RoomEvent, UserView, UsersView, MAX_SLOW_MODE_SECS,
+    MAX_TIMEOUT,
 };
 pub use notice::Notice;
 pub use title::Title;

@@ -36,6 +36,15 @@ pub enum Notice {
     },
     Duplicate,
     Banned,
+    /// Timed out by the broadcaster, for this much longer.
+    TimedOut {
+        left: Duration,
+    },
+    /// Slow mode: one message every `every` seconds; the next in `retry_after`.
+    SlowMode {
+        every: u32,
+        retry_after: Duration,
+    },
     BannedByFilter,
     Blocked,
     NameTooLong {
@@ -67,6 +76,37 @@ impl Notice {
 
 fn secs(d: &Duration) -> u64 {
     d.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// A duration in words a person reads at a glance, rounded up to the unit shown:
+/// `45 s`, `10 min`, `1 h 5 min`, `2 days 3 h`.
+pub fn duration_words(d: Duration) -> String {
+    let s = secs(&d);
+    let (days, hours, mins) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    let rest = s % 60;
+    if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        // Rounded up: "1 min" left is never already over.
+        format!("{} min", mins + u64::from(rest > 0))
+    } else if s < 86_400 {
+        let m = mins + u64::from(rest > 0);
+        let (h, m) = if m == 60 { (hours + 1, 0) } else { (hours, m) };
+        if m == 0 {
+            format!("{h} h")
+        } else {
+            format!("{h} h {m} min")
+        }
+    } else {
+        let h = hours + u64::from(mins > 0 || rest > 0);
+        let (d, h) = if h == 24 { (days + 1, 0) } else { (days, h) };
+        let unit = if d == 1 { "day" } else { "days" };
+        if h == 0 {
+            format!("{d} {unit}")
+        } else {
+            format!("{d} {unit} {h} h")
+        }
+    }
 }
 
 impl fmt::Display for Notice {
@@ -107,6 +147,17 @@ impl fmt::Display for Notice {
                 "This form was already sent once; the copy was discarded."
             ),
             Notice::Banned => write!(f, "You are banned from the chat."),
+            Notice::TimedOut { left } => write!(
+                f,
+                "You are timed out: you can chat again in {}.",
+                duration_words(*left)
+            ),
+            Notice::SlowMode { every, retry_after } => write!(
+                f,
+                "Slow mode: one message every {}. Wait {} s and send again.",
+                duration_words(Duration::from_secs(u64::from(*every))),
+                secs(retry_after)
+            ),
             Notice::BannedByFilter => write!(
                 f,
                 "Your message contained a banned word. You are banned from the chat."
@@ -135,5 +186,34 @@ impl fmt::Display for Notice {
                 "The server could not save your message ({why}). It was not sent; try again later."
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance_and_round_up() {
+        let w = |s: u64| duration_words(Duration::from_secs(s));
+        assert_eq!(w(0), "1 s");
+        assert_eq!(w(45), "45 s");
+        assert_eq!(w(60), "1 min");
+        assert_eq!(w(61), "2 min");
+        assert_eq!(w(600), "10 min");
+        assert_eq!(w(3599), "60 min");
+        assert_eq!(w(3600), "1 h");
+        assert_eq!(w(3900), "1 h 5 min");
+        assert_eq!(w(7199), "2 h");
+        assert_eq!(w(86_400), "1 day");
+        assert_eq!(w(86_401), "1 day 1 h");
+        assert_eq!(w(7 * 86_400), "7 days");
+        assert_eq!(
+            Notice::TimedOut {
+                left: Duration::from_secs(590)
+            }
+            .to_string(),
+            "You are timed out: you can chat again in 10 min."
+        );
     }
 }

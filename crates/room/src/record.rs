@@ -26,6 +26,8 @@ pub struct UserRecord {
     pub first_seen_ms: i64,
     /// Unix time (ms) last seen (any request).
     pub last_seen_ms: i64,
+    /// Timed out (may not post) until this Unix time (ms); lifted by itself after it.
+    pub timeout_until_ms: Option<i64>,
 }
 
 /// A chat message as stored, with its author's appearance at the time of posting.

@@ -695,3 +695,182 @@ fn a_room_that_lives_for_months_holds_only_its_recent_users_and_reads_the_others
     assert!(room.me(banned).banned);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_timeout_refuses_posts_with_the_time_left_and_lifts_by_itself() {
+    let room = Room::open(config()).unwrap();
+    let b = room.login("broadcaster", "secret-pass").unwrap();
+    let key = room.moderation_key(&b).unwrap();
+    let troll = Token::generate();
+    say(&room, &troll, "first").unwrap();
+    let troll_id = room.public_id(&troll);
+    let done = room
+        .moderate(
+            &b,
+            &key,
+            Moderation::Timeout {
+                user: troll_id.clone(),
+                duration: Duration::from_secs(2),
+            },
+        )
+        .unwrap();
+    assert_eq!(done.to_string(), "User timed out for 2 s.");
+    match say(&room, &troll, "again") {
+        Err(Notice::TimedOut { left }) => assert!(left <= Duration::from_secs(2), "{left:?}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // The form says so, with the time left, keeps the draft, and asks no captcha meanwhile.
+    let form = room.chat_form(&troll);
+    assert!(form.timeout_left.is_some());
+    assert_eq!(form.draft, "again");
+    assert!(form.captcha.is_none());
+    assert!(form.me.timeout_until_ms.is_some());
+    // The broadcaster cannot be timed out, and no one but the broadcaster times out.
+    let bid = room.public_id(&b);
+    let t = |user: String| Moderation::Timeout {
+        user,
+        duration: Duration::from_secs(60),
+    };
+    assert_eq!(room.moderate(&b, &key, t(bid)), Err(Notice::NotAllowed));
+    assert_eq!(
+        room.moderate(&troll, &key, t(troll_id.clone())),
+        Err(Notice::NotAllowed)
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    say(&room, &troll, "I am back").unwrap();
+    assert!(room.chat_form(&troll).timeout_left.is_none());
+    assert!(room.me(&troll).timeout_until_ms.is_none());
+
+    // Lifted early by the broadcaster.
+    room.moderate(&b, &key, t(troll_id.clone())).unwrap();
+    assert!(matches!(
+        say(&room, &troll, "x"),
+        Err(Notice::TimedOut { .. })
+    ));
+    room.moderate(&b, &key, Moderation::EndTimeout(troll_id))
+        .unwrap();
+    say(&room, &troll, "free").unwrap();
+}
+
+#[test]
+fn slow_mode_allows_one_message_per_interval_except_for_the_broadcaster() {
+    let room = Room::open(config()).unwrap();
+    let b = room.login("broadcaster", "secret-pass").unwrap();
+    let key = room.moderation_key(&b).unwrap();
+    let alice = Token::generate();
+    let bob = Token::generate();
+    let done = room.moderate(&b, &key, Moderation::SlowMode(2)).unwrap();
+    assert_eq!(
+        done.to_string(),
+        "Slow mode on: one message every 2 s per user."
+    );
+    assert_eq!(room.chat_form(&alice).slow_mode_secs, 2);
+    assert_eq!(room.chat_form(&b).slow_mode_secs, 0);
+    say(&room, &alice, "one").unwrap();
+    match say(&room, &alice, "two") {
+        Err(Notice::SlowMode { every, retry_after }) => {
+            assert_eq!(every, 2);
+            assert!(retry_after <= Duration::from_secs(2));
+        }
+        other => panic!("expected slow mode, got {other:?}"),
+    }
+    assert_eq!(room.chat_form(&alice).draft, "two");
+    // Per user: bob may speak; the broadcaster is never slowed.
+    say(&room, &bob, "hello").unwrap();
+    say(&room, &b, "welcome").unwrap();
+    say(&room, &b, "everyone").unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    say(&room, &alice, "two").unwrap();
+    room.moderate(&b, &key, Moderation::SlowMode(0)).unwrap();
+    say(&room, &alice, "three").unwrap();
+    assert_eq!(
+        room.moderate(&b, &key, Moderation::SlowMode(room::MAX_SLOW_MODE_SECS + 1))
+            .map_err(|n| n.is_error()),
+        Err(true)
+    );
+}
+
+#[test]
+fn moderation_requests_name_what_they_need() {
+    let m = |a: &str, msg: Option<u64>, user: Option<&str>, secs: Option<u64>| {
+        Moderation::from_request(a, msg, user.map(str::to_owned), secs)
+    };
+    assert_eq!(m("hide", Some(3), None, None), Ok(Moderation::Hide(3)));
+    assert_eq!(
+        m("timeout", None, Some("u"), Some(600)),
+        Ok(Moderation::Timeout {
+            user: "u".into(),
+            duration: Duration::from_secs(600)
+        })
+    );
+    assert_eq!(m("clear", None, None, None), Ok(Moderation::ClearChat));
+    assert_eq!(m("slow", None, None, Some(0)), Ok(Moderation::SlowMode(0)));
+    for (a, msg, user, secs) in [
+        ("hide", None, None, None),
+        ("ban", None, Some(""), None),
+        ("timeout", None, Some("u"), None),
+        ("timeout", None, Some("u"), Some(0)),
+        (
+            "timeout",
+            None,
+            Some("u"),
+            Some(room::MAX_TIMEOUT.as_secs() + 1),
+        ),
+        ("timeout", None, None, Some(60)),
+        ("slow", None, None, Some(u64::from(u32::MAX) + 1)),
+        ("slow", None, None, None),
+        ("launch", None, None, None),
+    ] {
+        let e = m(a, msg, user, secs).unwrap_err();
+        assert!(!e.is_empty(), "{a}");
+    }
+}
+
+#[test]
+fn clearing_the_chat_hides_everything_shown_and_survives_a_restart() {
+    let dir = temp_dir("clear");
+    let cfg = || RoomConfig {
+        data_dir: Some(dir.clone()),
+        ..config()
+    };
+    let alice = Token::generate();
+    let troll = Token::generate();
+    {
+        let room = Room::open(cfg()).unwrap();
+        let b = room.login("broadcaster", "secret-pass").unwrap();
+        let key = room.moderation_key(&b).unwrap();
+        say(&room, &alice, "before 1").unwrap();
+        say(&room, &troll, "before 2").unwrap();
+        let mut events = room.subscribe();
+        let done = room.moderate(&b, &key, Moderation::ClearChat).unwrap();
+        assert_eq!(done.to_string(), "Chat cleared: 2 messages hidden.");
+        match events.try_recv().unwrap() {
+            room::RoomEvent::ChatCleared { ids } => assert_eq!(ids.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(texts(&room, &alice).is_empty());
+        // The broadcaster still sees them, hidden.
+        assert_eq!(room.messages(&b).iter().filter(|m| m.hidden).count(), 2);
+        say(&room, &alice, "after").unwrap();
+        // Kept: a timeout and slow mode too.
+        room.moderate(
+            &b,
+            &key,
+            Moderation::Timeout {
+                user: room.public_id(&troll),
+                duration: Duration::from_secs(600),
+            },
+        )
+        .unwrap();
+        room.moderate(&b, &key, Moderation::SlowMode(30)).unwrap();
+    }
+    let room = Room::open(cfg()).unwrap();
+    assert_eq!(texts(&room, &alice), ["after"]);
+    match say(&room, &troll, "still here?") {
+        Err(Notice::TimedOut { left }) => assert!(left > Duration::from_secs(590), "{left:?}"),
+        other => panic!("expected the timeout kept, got {other:?}"),
+    }
+    assert_eq!(room.slow_mode(), 30);
+    assert_eq!(room.chat_form(&alice).slow_mode_secs, 30);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -72,6 +72,11 @@ struct FormTemplate<'a> {
     max_chars: usize,
     me_name: &'a str,
     me_broadcaster: bool,
+    /// Timed out: how much longer, in words, and when the frame looks again (seconds).
+    timeout_left: Option<String>,
+    timeout_refresh_secs: u64,
+    /// Slow mode for this user: one message every ... (in words).
+    slow_mode: Option<String>,
 }
 
 #[derive(Template)]
@@ -95,6 +100,15 @@ struct UserItem {
     tripcode: Option<TripcodeBadge>,
     broadcaster: bool,
     banned: bool,
+    /// Timed out for this much longer (in words).
+    timed_out: Option<String>,
+}
+
+/// One choice of the broadcaster's slow mode menu.
+struct SlowChoice {
+    secs: u32,
+    label: String,
+    current: bool,
 }
 
 struct UserGroup {
@@ -112,6 +126,55 @@ struct UsersTemplate<'a> {
     colour_css: &'a str,
     groups: Vec<UserGroup>,
     moderation_key: Option<String>,
+    /// The broadcaster's room controls: slow mode's choices (empty for viewers).
+    slow_choices: Vec<SlowChoice>,
+    timeouts: &'a [(u64, &'static str)],
+}
+
+/// The timeouts the moderation forms offer: seconds and button label.
+pub(crate) const TIMEOUT_CHOICES: [(u64, &str); 3] = [(60, "1m"), (600, "10m"), (3600, "1h")];
+/// Slow mode's choices in the broadcaster's menu (seconds; 0 = off). `ctl chat slow` and the
+/// live socket take any value up to [`room::MAX_SLOW_MODE_SECS`].
+pub(crate) const SLOW_MODE_CHOICES: [u32; 7] = [0, 5, 10, 30, 60, 120, 300];
+
+/// Slow mode's menu: the usual choices and `current` (set with `ctl`, maybe another), with
+/// their labels.
+pub(crate) fn slow_mode_options(current: u32) -> Vec<(u32, String)> {
+    let mut secs: Vec<u32> = SLOW_MODE_CHOICES.to_vec();
+    if !secs.contains(&current) {
+        secs.push(current);
+        secs.sort_unstable();
+    }
+    secs.into_iter()
+        .map(|s| {
+            let label = if s == 0 {
+                "off".into()
+            } else {
+                room::notice::duration_words(std::time::Duration::from_secs(u64::from(s)))
+            };
+            (s, label)
+        })
+        .collect()
+}
+
+fn slow_choices(current: u32) -> Vec<SlowChoice> {
+    slow_mode_options(current)
+        .into_iter()
+        .map(|(secs, label)| SlowChoice {
+            secs,
+            label,
+            current: secs == current,
+        })
+        .collect()
+}
+
+/// How long a timeout has left, in words, at this moment.
+fn timeout_words(until_ms: Option<i64>) -> Option<String> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let left = until_ms? - now_ms;
+    (left > 0).then(|| room::notice::duration_words(std::time::Duration::from_millis(left as u64)))
 }
 
 pub(crate) fn render(t: impl Template) -> Result<String, ErrorPage> {
@@ -223,6 +286,7 @@ pub async fn form(State(app): State<AppState>, visitor: Visitor) -> Response {
     }
     let f = app.room.chat_form(&visitor.token);
     let captcha = f.captcha.as_ref().map(|c| c.as_str().to_owned());
+    let words = |d: std::time::Duration| room::notice::duration_words(d);
     let body = render(FormTemplate {
         token: visitor.token.secret(),
         nonce: &f.nonce,
@@ -236,6 +300,14 @@ pub async fn form(State(app): State<AppState>, visitor: Visitor) -> Response {
         max_chars: f.max_message_chars,
         me_name: &f.me.name,
         me_broadcaster: f.me.broadcaster,
+        timeout_left: f.timeout_left.map(words),
+        // Looks again when the timeout ends (at most a minute from now, so the time shown
+        // stays true): the form comes back by itself.
+        timeout_refresh_secs: f
+            .timeout_left
+            .map_or(60, |d| d.as_secs().saturating_add(1).clamp(1, 60)),
+        slow_mode: (f.slow_mode_secs > 0)
+            .then(|| words(std::time::Duration::from_secs(u64::from(f.slow_mode_secs)))),
     });
     match body {
         Ok(b) => Html(b).into_response(),
@@ -369,6 +441,7 @@ fn user_item(u: UserView, sheet: &mut ColourSheet, room: &Room) -> UserItem {
         tripcode: u.tripcode.as_ref().map(|t| sheet.tripcode(t)),
         broadcaster: u.broadcaster,
         banned: u.banned,
+        timed_out: timeout_words(u.timeout_until_ms),
         name: if u.default_name && !u.broadcaster {
             room.config().default_name.clone()
         } else {
@@ -424,13 +497,20 @@ pub async fn users(State(app): State<AppState>, visitor: Visitor) -> Response {
         });
     }
     let nonce = style_nonce();
+    let moderation_key = room.moderation_key(&visitor.token);
     let body = render(UsersTemplate {
         token: visitor.token.secret(),
         refresh_secs: app.config.info_refresh.as_secs().max(1),
         style_nonce: &nonce,
         colour_css: &sheet.css,
         groups,
-        moderation_key: room.moderation_key(&visitor.token),
+        slow_choices: if moderation_key.is_some() {
+            slow_choices(room.slow_mode())
+        } else {
+            Vec::new()
+        },
+        moderation_key,
+        timeouts: &TIMEOUT_CHOICES,
     });
     match body {
         Ok(b) => html_with_style(b, &nonce),
@@ -446,6 +526,10 @@ pub struct ModerateFields {
     action: String,
     message: Option<u64>,
     user: Option<String>,
+    /// A timeout button: its length in seconds (the action is then `timeout`).
+    timeout: Option<u64>,
+    /// Seconds for `slow` (0 = off) or `timeout`.
+    secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -459,14 +543,14 @@ pub async fn moderate(
     Query(q): Query<ModerateQuery>,
     PostForm(fields): PostForm<ModerateFields>,
 ) -> Response {
-    let bad = |why: &str| ErrorPage::new(StatusCode::BAD_REQUEST, why.to_string()).into_response();
-    let action = match (fields.action.as_str(), fields.message, fields.user) {
-        ("hide", Some(m), _) => Moderation::Hide(m),
-        ("unhide", Some(m), _) => Moderation::Unhide(m),
-        ("ban", _, Some(u)) => Moderation::Ban(u),
-        ("ban-purge", _, Some(u)) => Moderation::BanAndPurge(u),
-        ("unban", _, Some(u)) => Moderation::Unban(u),
-        _ => return bad("Unknown moderation action, or its message or user is missing."),
+    // A timeout button carries its length as `timeout=SECS` (a form button has one value).
+    let (action, secs) = match (fields.action.as_str(), fields.timeout) {
+        ("", Some(t)) => ("timeout", Some(t)),
+        (a, _) => (a, fields.secs),
+    };
+    let action = match Moderation::from_request(action, fields.message, fields.user, secs) {
+        Ok(a) => a,
+        Err(why) => return ErrorPage::new(StatusCode::BAD_REQUEST, why).into_response(),
     };
     let room = app.room.clone();
     let token = visitor.token.clone();
@@ -475,6 +559,8 @@ pub async fn moderate(
         Ok(Ok(_)) => {
             let back = if q.back.as_deref() == Some("users") {
                 format!("/chat/users?token={}", visitor.token.secret())
+            } else if q.back.as_deref() == Some("form") {
+                format!("/chat/form?token={}", visitor.token.secret())
             } else {
                 format!("/chat/messages?token={}#end", visitor.token.secret())
             };
@@ -487,6 +573,9 @@ pub async fn moderate(
         Ok(Err(room::Notice::NotFound)) => {
             ErrorPage::new(StatusCode::NOT_FOUND, room::Notice::NotFound.to_string())
                 .into_response()
+        }
+        Ok(Err(n @ room::Notice::Invalid(_))) => {
+            ErrorPage::new(StatusCode::BAD_REQUEST, n.to_string()).into_response()
         }
         Ok(Err(n)) => {
             ErrorPage::new(StatusCode::SERVICE_UNAVAILABLE, n.to_string()).into_response()

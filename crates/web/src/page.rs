@@ -96,6 +96,8 @@ struct PageTemplate<'a> {
     /// cannot play an endless MP4: Safari, iOS).
     stream_src: String,
     hls_src: String,
+    /// The broadcaster's slow mode menu (seconds, label); the script selects the current one.
+    slow_choices: Vec<(u32, String)>,
 }
 
 #[derive(Template)]
@@ -169,6 +171,7 @@ pub async fn home(
         offers: if offers.len() > 1 { offers } else { Vec::new() },
         stream_src: format!("/stream.mp4?{q}token={token}"),
         hls_src,
+        slow_choices: crate::chat::slow_mode_options(app.room.slow_mode()),
         epoch: if status.online {
             status.epoch.unwrap_or(0)
         } else {

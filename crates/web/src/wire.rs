@@ -49,6 +49,9 @@ pub struct User {
     pub tripcode: Option<Tripcode>,
     pub broadcaster: bool,
     pub banned: bool,
+    /// Timed out until this Unix time (ms); absent when not timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_until_ms: Option<i64>,
     /// Seconds since the user was last seen (the console's `user.*` replies only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_secs: Option<u64>,
@@ -73,6 +76,7 @@ impl User {
             tripcode: u.tripcode.as_ref().map(Tripcode::from),
             broadcaster: u.broadcaster,
             banned: u.banned,
+            timeout_until_ms: u.timeout_until_ms,
             last_seen_secs: None,
         }
     }

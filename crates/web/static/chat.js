@@ -35,6 +35,25 @@ function nameParts(u) {
   return parts;
 }
 
+/** A duration as the server words it: `45 s`, `10 min`, `1 h 5 min`, `2 days 3 h` (rounded
+ * up, so the time shown is never already over). */
+function words(ms) {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.ceil(s / 60)} min`;
+  if (s < 86400) {
+    let hours = Math.floor(s / 3600);
+    let mins = Math.ceil((s % 3600) / 60);
+    if (mins === 60) { hours += 1; mins = 0; }
+    return mins ? `${hours} h ${mins} min` : `${hours} h`;
+  }
+  let days = Math.floor(s / 86400);
+  let hours = Math.ceil((s % 86400) / 3600);
+  if (hours === 24) { days += 1; hours = 0; }
+  const unit = days === 1 ? "day" : "days";
+  return hours ? `${days} ${unit} ${hours} h` : `${days} ${unit}`;
+}
+
 export class Chat {
   constructor({ token, send, state }) {
     this.token = token;
@@ -47,7 +66,11 @@ export class Chat {
     this.nonce = "";
     this.captcha = null;
     this.busy = false;
+    this.slowSecs = 0;
+    this.timeoutEnd = null; // Date.now() when this visitor's timeout ends
+    this.timeoutTimer = null;
     this.bindForm();
+    this.bindRoomControls();
     this.bindAppearance();
     this.bindUsers();
   }
@@ -67,6 +90,7 @@ export class Chat {
         $("live-text").maxLength = m.limits.max_message_chars;
         $("live-name").maxLength = m.limits.max_name_chars;
         this.resume(m.ids, m.messages);
+        this.setSlowMode(m.slow_mode_secs || 0);
         this.setForm(m.form);
         if ($("live-users-box").open) this.send({ type: "users", open: true });
         break;
@@ -93,8 +117,11 @@ export class Chat {
       case "users":
         this.renderUsers(m);
         break;
+      case "slow_mode":
+        this.setSlowMode(m.secs);
+        break;
       case "moderated":
-        if (!m.ok) this.notice({ text: m.notice, error: true });
+        this.notice({ text: m.notice, error: !m.ok });
         break;
       case "error":
         console.warn(`server refused a frame: ${m.reason}`);
@@ -230,6 +257,7 @@ export class Chat {
     if (m.author_banned) {
       box.append(b("unban", "unban", "Let this user post again", { user: m.author }));
     } else {
+      box.append(b("timeout", "timeout", "Time this user out for 10 minutes (they cannot chat until then)", { user: m.author, secs: 600 }));
       box.append(b("ban", "ban", "Ban this user", { user: m.author }));
       box.append(b("ban-purge", "ban+hide all", "Ban this user and hide all their messages", { user: m.author }));
     }
@@ -303,9 +331,68 @@ export class Chat {
     }
     const banned = f.banned;
     $("live-form").classList.toggle("is-banned", banned);
-    $("live-text").disabled = banned;
-    $("live-send").disabled = banned || this.busy;
+    this.setTimeout(banned ? null : f.timeout_left_ms);
+    const blocked = banned || this.timeoutEnd !== null;
+    $("live-text").disabled = blocked;
+    $("live-send").disabled = blocked || this.busy;
     if (banned) this.notice({ text: "You are banned from the chat.", error: true });
+  }
+
+  /** Timed out for `ms` more (null: not): the form says how long, every second, and asks
+   * the server for a fresh form when the time is up. */
+  setTimeout(ms) {
+    clearInterval(this.timeoutTimer);
+    this.timeoutTimer = null;
+    if (ms === null || ms === undefined || ms <= 0) {
+      const was = this.timeoutEnd !== null;
+      this.timeoutEnd = null;
+      $("live-form").classList.remove("is-timed-out");
+      if (was) this.notice(null);
+      return;
+    }
+    this.timeoutEnd = Date.now() + ms;
+    $("live-form").classList.add("is-timed-out");
+    const tick = () => {
+      const left = this.timeoutEnd - Date.now();
+      if (left <= 0) {
+        clearInterval(this.timeoutTimer);
+        this.timeoutTimer = null;
+        this.send({ type: "form" });
+        return;
+      }
+      this.notice({ text: `You are timed out: you can chat again in ${words(left)}.`, error: true });
+    };
+    tick();
+    this.timeoutTimer = setInterval(tick, 1000);
+  }
+
+  setSlowMode(secs) {
+    this.slowSecs = secs;
+    const p = $("live-slow-mode");
+    if (p) {
+      p.hidden = !secs || !!this.key;
+      p.textContent = secs ? `Slow mode: one message every ${words(secs * 1000)}.` : "";
+    }
+    const select = $("live-slow-select");
+    if (select) {
+      if (![...select.options].some((o) => Number(o.value) === secs)) {
+        select.append(h("option", { value: String(secs), textContent: words(secs * 1000) }));
+      }
+      select.value = String(secs);
+    }
+  }
+
+  // ---- the broadcaster's room controls (slow mode, clear chat) ----
+
+  bindRoomControls() {
+    const box = $("live-room-controls");
+    if (!box) return;
+    $("live-slow-set").addEventListener("click", () => {
+      this.send({ type: "moderate", key: this.key, action: "slow", secs: Number($("live-slow-select").value) });
+    });
+    $("live-clear").addEventListener("click", () => {
+      this.send({ type: "moderate", key: this.key, action: "clear" });
+    });
   }
 
   setMe(me) {
@@ -378,8 +465,21 @@ export class Chat {
             return btn;
           };
           const mod = h("span", { className: "mod" });
+          const left = u.timeout_until_ms ? u.timeout_until_ms - Date.now() : 0;
           if (u.banned) mod.append(b("unban", "unban"));
-          else mod.append(b("ban", "ban"), b("ban-purge", "ban+hide all"));
+          else {
+            if (left > 0) {
+              li.append(" ", h("span", { className: "flag timed-out" }, `timed out, ${words(left)} left`));
+              mod.append(b("end-timeout", "end timeout"));
+            } else {
+              for (const [secs, label] of [[60, "1m"], [600, "10m"], [3600, "1h"]]) {
+                const btn = h("button", { type: "button", textContent: label, title: `Time this user out for ${label}` });
+                btn.addEventListener("click", () => this.send({ type: "moderate", key: this.key, action: "timeout", user: u.id, secs }));
+                mod.append(btn);
+              }
+            }
+            mod.append(b("ban", "ban"), b("ban-purge", "ban+hide all"));
+          }
           li.append(" ", mod);
         }
         ul.append(li);

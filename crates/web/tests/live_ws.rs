@@ -560,6 +560,116 @@ async fn the_broadcaster_hides_and_bans_over_the_socket() {
 }
 
 #[tokio::test]
+async fn timeouts_slow_mode_and_clearing_over_the_socket() {
+    let srv = start(no_captchas()).await;
+    let (troll, alice) = (token(17), token(18));
+    let bt = srv.room.broadcaster_token().secret().to_string();
+    let (mut br, hello) = open(&srv, &bt).await;
+    assert_eq!(hello["slow_mode_secs"], 0);
+    let key = hello["moderation_key"].as_str().unwrap().to_string();
+    let (mut t, hello) = open(&srv, &troll).await;
+    assert_eq!(hello["form"]["timeout_left_ms"], Value::Null);
+    let (mut a, _) = open(&srv, &alice).await;
+    let one = say(&srv, &troll, "one");
+    let two = say(&srv, &alice, "two");
+    for ws in [&mut br, &mut a] {
+        for id in [one, two] {
+            assert_eq!(next_of(ws, "message").await["message"]["id"], id);
+        }
+    }
+
+    // A timeout: the visitor's form says so at once, with the time left; they stay connected.
+    let troll_id = srv.room.public_id(&tok(&troll));
+    send(
+        &mut br,
+        json!({"type": "moderate", "key": key, "action": "timeout", "user": troll_id, "secs": 600}),
+    )
+    .await;
+    let done = next_of(&mut br, "moderated").await;
+    assert_eq!(done["ok"], true, "{done}");
+    assert_eq!(done["notice"], "User timed out for 10 min.");
+    let form = next_of(&mut t, "form").await;
+    let left = form["timeout_left_ms"]
+        .as_u64()
+        .expect("time left in the form");
+    assert!((590_000..=600_000).contains(&left), "{form}");
+    send(
+        &mut t,
+        json!({"type": "post", "nonce": form["nonce"], "text": "let me"}),
+    )
+    .await;
+    let answer = next_of(&mut t, "form").await;
+    assert_eq!(answer["ok"], false);
+    assert!(
+        answer["notice"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You are timed out: you can chat again in 10 min"),
+        "{answer}"
+    );
+    // Out of range, or without its length: a protocol error, nothing done.
+    send(
+        &mut br,
+        json!({"type": "moderate", "key": key, "action": "timeout", "user": troll_id, "secs": 999_999_999}),
+    )
+    .await;
+    assert_eq!(next(&mut br).await["type"], "error");
+    send(
+        &mut br,
+        json!({"type": "moderate", "key": key, "action": "end-timeout", "user": troll_id}),
+    )
+    .await;
+    assert_eq!(next_of(&mut br, "moderated").await["ok"], true);
+    assert_eq!(
+        next_of(&mut t, "form").await["timeout_left_ms"],
+        Value::Null
+    );
+
+    // Slow mode reaches every socket; a second message within it is refused with a notice.
+    send(
+        &mut br,
+        json!({"type": "moderate", "key": key, "action": "slow", "secs": 30}),
+    )
+    .await;
+    assert_eq!(next_of(&mut br, "moderated").await["ok"], true);
+    assert_eq!(next_of(&mut a, "slow_mode").await["secs"], 30);
+    assert_eq!(next_of(&mut br, "slow_mode").await["secs"], 30);
+    send(&mut a, json!({"type": "form"})).await;
+    let form = next_of(&mut a, "form").await;
+    send(
+        &mut a,
+        json!({"type": "post", "nonce": form["nonce"], "text": "three"}),
+    )
+    .await;
+    let answer = next_of(&mut a, "form").await;
+    assert_eq!(answer["ok"], false, "{answer}");
+    let text = answer["notice"]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Slow mode: one message every 30 s. Wait "),
+        "{text}"
+    );
+    assert_eq!(answer["draft"], "three");
+
+    // Clearing: viewers drop every message, the broadcaster marks them hidden.
+    send(
+        &mut br,
+        json!({"type": "moderate", "key": key, "action": "clear"}),
+    )
+    .await;
+    let done = next_of(&mut br, "moderated").await;
+    assert_eq!(done["notice"], "Chat cleared: 2 messages hidden.");
+    assert_eq!(
+        ids(&next_of(&mut a, "removed").await["ids"]),
+        vec![one, two]
+    );
+    let h = next_of(&mut br, "hidden").await;
+    assert_eq!(ids(&h["ids"]), vec![one, two]);
+    let (_late, hello) = open(&srv, &alice).await;
+    assert!(ids(&hello["ids"]).is_empty(), "{hello}");
+    assert_eq!(hello["slow_mode_secs"], 30);
+}
+
+#[tokio::test]
 async fn bad_frames_get_errors_and_too_many_close_the_socket() {
     let srv = start(no_captchas()).await;
     let (mut ws, _) = open(&srv, &token(9)).await;

@@ -42,6 +42,12 @@ fn room_event(e: &RoomEvent, default_name: &str) -> Event {
             banned: *banned,
             purged: purged.clone(),
         },
+        RoomEvent::UserTimedOut { user, until_ms } => Event::UserTimeout {
+            user: User::new(user, default_name),
+            until_ms: *until_ms,
+        },
+        RoomEvent::ChatCleared { ids } => Event::ChatCleared { ids: ids.clone() },
+        RoomEvent::SlowMode { secs } => Event::ChatSlow { secs: *secs },
     }
 }
 

@@ -56,6 +56,14 @@ pub enum Request {
     },
     #[serde(rename = "chat.say")]
     ChatSay { text: String },
+    #[serde(rename = "chat.clear")]
+    ChatClear {},
+    #[serde(rename = "chat.slow")]
+    ChatSlow {
+        /// Seconds between two messages of one user (0 = off); absent: just show it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secs: Option<u32>,
+    },
     #[serde(rename = "user.list")]
     UserList {},
     #[serde(rename = "user.show")]
@@ -68,6 +76,10 @@ pub enum Request {
     },
     #[serde(rename = "user.unban")]
     UserUnban { user: String },
+    #[serde(rename = "user.timeout")]
+    UserTimeout { user: String, secs: u64 },
+    #[serde(rename = "user.untimeout")]
+    UserUntimeout { user: String },
     #[serde(rename = "user.captcha")]
     UserCaptcha { user: String },
     #[serde(rename = "private.show")]
@@ -104,7 +116,7 @@ pub enum Request {
 
 impl Request {
     /// Every command name, as `cmd` spells it.
-    pub const NAMES: [&'static str; 28] = [
+    pub const NAMES: [&'static str; 32] = [
         "hello",
         "login",
         "title.show",
@@ -112,10 +124,14 @@ impl Request {
         "chat.show",
         "chat.hide",
         "chat.say",
+        "chat.clear",
+        "chat.slow",
         "user.list",
         "user.show",
         "user.ban",
         "user.unban",
+        "user.timeout",
+        "user.untimeout",
         "user.captcha",
         "private.show",
         "private.set",
@@ -341,6 +357,18 @@ pub struct Changed {
     pub changed: Vec<u64>,
 }
 
+/// `chat.clear`: what was done, as the broadcaster's page says it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    pub done: String,
+}
+
+/// `chat.slow`: slow mode now (0 = off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlowMode {
+    pub secs: u32,
+}
+
 /// `chat.say`: the new message's id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Posted {
@@ -492,6 +520,14 @@ pub enum Event {
         banned: bool,
         purged: Vec<u64>,
     },
+    /// Timed out until `until_ms` (Unix ms), or the timeout lifted (null).
+    #[serde(rename = "user.timeout")]
+    UserTimeout { user: User, until_ms: Option<i64> },
+    /// The chat was cleared: these messages are hidden now.
+    #[serde(rename = "chat.cleared")]
+    ChatCleared { ids: Vec<u64> },
+    #[serde(rename = "chat.slow")]
+    ChatSlow { secs: u32 },
     #[serde(rename = "stream.online")]
     StreamOnline { epoch: Option<u64> },
     #[serde(rename = "stream.offline")]
@@ -516,7 +552,7 @@ mod tests {
     #[test]
     fn every_command_name_parses_and_round_trips() {
         let args = json!({"title": "t", "text": "x", "ids": [1], "user": "abc", "enabled": true,
-            "tripcode": "Ab3dEf9_", "list": "ban", "entry": "w", "key": "chat"});
+            "tripcode": "Ab3dEf9_", "list": "ban", "entry": "w", "key": "chat", "secs": 60});
         for name in Request::NAMES.iter().filter(|n| !n.is_empty()) {
             let r = Request::parse(name, Some(args.clone()))
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));

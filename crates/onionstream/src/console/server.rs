@@ -372,6 +372,25 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
             }
             reply(p::Changed { changed })
         }
+        Request::ChatClear {} => {
+            let done = c
+                .room
+                .apply_moderation(Moderation::ClearChat)
+                .map_err(notice_error)?;
+            reply(p::Done {
+                done: done.to_string(),
+            })
+        }
+        Request::ChatSlow { secs } => {
+            if let Some(secs) = secs {
+                let action = Moderation::from_request("slow", None, None, Some(u64::from(secs)))
+                    .map_err(|why| err(ErrorCode::BadRequest, why))?;
+                c.room.apply_moderation(action).map_err(notice_error)?;
+            }
+            reply(p::SlowMode {
+                secs: c.room.slow_mode(),
+            })
+        }
         Request::ChatSay { text } => {
             let id = c.room.broadcaster_say(&text).map_err(notice_error)?;
             reply(p::Posted { id })
@@ -405,6 +424,25 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
             let u = find_user(c, &user)?;
             c.room
                 .apply_moderation(Moderation::Unban(u.id.clone()))
+                .map_err(notice_error)?;
+            user_reply(c, &u.id)
+        }
+        Request::UserTimeout { user, secs } => {
+            let u = find_user(c, &user)?;
+            let action = Moderation::from_request("timeout", None, Some(u.id.clone()), Some(secs))
+                .map_err(|why| err(ErrorCode::BadRequest, why))?;
+            c.room.apply_moderation(action).map_err(|n| match n {
+                Notice::NotAllowed => {
+                    err(ErrorCode::Refused, "the broadcaster cannot be timed out")
+                }
+                other => notice_error(other),
+            })?;
+            user_reply(c, &u.id)
+        }
+        Request::UserUntimeout { user } => {
+            let u = find_user(c, &user)?;
+            c.room
+                .apply_moderation(Moderation::EndTimeout(u.id.clone()))
                 .map_err(notice_error)?;
             user_reply(c, &u.id)
         }

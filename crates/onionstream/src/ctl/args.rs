@@ -132,6 +132,63 @@ pub enum ChatCommand {
         #[arg(value_name = "TEXT", required = true)]
         text: Vec<String>,
     },
+    /// Clear the chat: hide every message shown now from every viewer (you still see them,
+    /// marked hidden; `chat hide --unhide ID` shows one again). Kept across restarts
+    Clear,
+    /// Slow mode: at most one message per interval per user (not you). Without a value,
+    /// print it. Kept across restarts
+    Slow {
+        /// `off`, or the interval: seconds (`30`) or with a unit (`30s`, `2m`, `1h`), at most
+        /// 1 h
+        #[arg(value_name = "INTERVAL|off", value_parser = parse_slow_mode)]
+        interval: Option<u32>,
+    },
+}
+
+/// A slow mode interval: `off`, `0`, seconds, or a number with `s`, `m` or `h`.
+fn parse_slow_mode(text: &str) -> Result<u32, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(0);
+    }
+    let secs = parse_duration(text, 1)?;
+    u32::try_from(secs)
+        .ok()
+        .filter(|s| *s <= room::MAX_SLOW_MODE_SECS)
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is longer than slow mode's longest interval, {} s",
+                room::MAX_SLOW_MODE_SECS
+            )
+        })
+}
+
+/// A timeout's length: minutes (`10`), or a number with `s`, `m`, `h` or `d`; 1 s to 7 days.
+fn parse_timeout(text: &str) -> Result<u64, String> {
+    let secs = parse_duration(text, 60)?;
+    let max = room::MAX_TIMEOUT.as_secs();
+    if secs == 0 || secs > max {
+        return Err(format!(
+            "{text:?}: a timeout lasts 1 s to 7 days ({max} s); longer is a ban"
+        ));
+    }
+    Ok(secs)
+}
+
+/// `N` (in `unit` seconds) or `N` followed by `s`, `m`, `h` or `d`, as seconds.
+fn parse_duration(text: &str, unit: u64) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        Some((i, 'd')) => (&t[..i], 86_400),
+        _ => (t, unit),
+    };
+    let n: u64 = digits.trim().parse().map_err(|_| {
+        format!("{text:?} is not a length of time (a number, optionally with s, m, h or d)")
+    })?;
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// Help for every USER argument.
@@ -158,6 +215,20 @@ pub enum UserCommand {
     },
     /// Lift a user's ban (messages hidden by --purge stay hidden; see `chat hide --unhide`)
     Unban {
+        #[arg(value_name = "USER", help = USER_HELP)]
+        user: String,
+    },
+    /// Time a user out: they cannot chat for a while (they can still watch); lifted by
+    /// itself, kept across restarts
+    Timeout {
+        #[arg(value_name = "USER", help = USER_HELP)]
+        user: String,
+        /// How long: minutes (`10`), or with a unit (`30s`, `10m`, `2h`, `1d`); at most 7 days
+        #[arg(value_name = "DURATION", value_parser = parse_timeout)]
+        duration: u64,
+    },
+    /// Lift a user's timeout before it ends
+    Untimeout {
         #[arg(value_name = "USER", help = USER_HELP)]
         user: String,
     },
@@ -289,6 +360,8 @@ impl CtlCommand {
             C::Chat(ChatCommand::Say { text }) => R::ChatSay {
                 text: text.join(" "),
             },
+            C::Chat(ChatCommand::Clear) => R::ChatClear {},
+            C::Chat(ChatCommand::Slow { interval }) => R::ChatSlow { secs: *interval },
             C::User(UserCommand::List) => R::UserList {},
             C::User(UserCommand::Show { user }) => R::UserShow { user: user.clone() },
             C::User(UserCommand::Ban { user, purge }) => R::UserBan {
@@ -296,6 +369,11 @@ impl CtlCommand {
                 purge: Some(*purge),
             },
             C::User(UserCommand::Unban { user }) => R::UserUnban { user: user.clone() },
+            C::User(UserCommand::Timeout { user, duration }) => R::UserTimeout {
+                user: user.clone(),
+                secs: *duration,
+            },
+            C::User(UserCommand::Untimeout { user }) => R::UserUntimeout { user: user.clone() },
             C::User(UserCommand::Captcha { user }) => R::UserCaptcha { user: user.clone() },
             C::Private(PrivateCommand::On) => R::PrivateSet { enabled: true },
             C::Private(PrivateCommand::Off) => R::PrivateSet { enabled: false },
@@ -412,6 +490,32 @@ mod tests {
             (
                 &["user", "unban", "3fa4"],
                 json!({"cmd": "user.unban", "args": {"user": "3fa4"}}),
+            ),
+            (
+                &["user", "timeout", "3fa", "10"],
+                json!({"cmd": "user.timeout", "args": {"user": "3fa", "secs": 600}}),
+            ),
+            (
+                &["user", "timeout", "3fa", "90s"],
+                json!({"cmd": "user.timeout", "args": {"user": "3fa", "secs": 90}}),
+            ),
+            (
+                &["user", "timeout", "3fa", "1d"],
+                json!({"cmd": "user.timeout", "args": {"user": "3fa", "secs": 86400}}),
+            ),
+            (
+                &["user", "untimeout", "3fa"],
+                json!({"cmd": "user.untimeout", "args": {"user": "3fa"}}),
+            ),
+            (&["chat", "clear"], json!({"cmd": "chat.clear"})),
+            (&["chat", "slow"], json!({"cmd": "chat.slow"})),
+            (
+                &["chat", "slow", "off"],
+                json!({"cmd": "chat.slow", "args": {"secs": 0}}),
+            ),
+            (
+                &["chat", "slow", "2m"],
+                json!({"cmd": "chat.slow", "args": {"secs": 120}}),
             ),
             (
                 &["user", "captcha", "3fa"],

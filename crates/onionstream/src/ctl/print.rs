@@ -225,7 +225,18 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn user_table(users: &[User]) -> String {
+/// `timed out, 9 min left` while a timeout lasts.
+fn timeout_text(u: &User, now_ms: u64) -> Option<String> {
+    let left = u.timeout_until_ms? - now_ms as i64;
+    (left > 0).then(|| {
+        format!(
+            "timed out, {} left",
+            room::notice::duration_words(std::time::Duration::from_millis(left as u64))
+        )
+    })
+}
+
+fn user_table(users: &[User], now_ms: u64) -> String {
     if users.is_empty() {
         return "No users.\n".to_owned();
     }
@@ -251,7 +262,11 @@ fn user_table(users: &[User]) -> String {
                 Some(t) => format!("!{}", clean(t)),
                 None => "-".to_owned(),
             },
-            if u.banned { "banned" } else { "-" }.to_owned(),
+            if u.banned {
+                "banned".to_owned()
+            } else {
+                timeout_text(u, now_ms).unwrap_or_else(|| "-".to_owned())
+            },
             match u.last_seen_secs {
                 Some(s) => format!("{} ago", duration_text(s)),
                 None => "-".to_owned(),
@@ -261,7 +276,7 @@ fn user_table(users: &[User]) -> String {
     table(&rows)
 }
 
-fn user_details(u: &User) -> String {
+fn user_details(u: &User, now_ms: u64) -> String {
     let mut s = format!("{}\n", user_author(u));
     s.push_str(&format!("  id: {}\n", clean(&u.id)));
     let default = if u.default_name {
@@ -282,6 +297,9 @@ fn user_details(u: &User) -> String {
         s.push_str("  broadcaster: yes\n");
     }
     s.push_str(&format!("  banned: {}\n", yes_no(u.banned)));
+    if let Some(t) = timeout_text(u, now_ms) {
+        s.push_str(&format!("  {t}\n"));
+    }
     if let Some(secs) = u.last_seen_secs {
         s.push_str(&format!("  last seen: {} ago\n", duration_text(secs)));
     }
@@ -464,12 +482,35 @@ pub(super) fn format_result(
             let done = if *unhide { "Shown again" } else { "Hidden" };
             format!("{done}: {}\n", ids.join(" "))
         }
+        C::Chat(ChatCommand::Clear) => {
+            format!("{}\n", clean(&typed::<p::Done>(command, r)?.done))
+        }
+        C::Chat(ChatCommand::Slow { .. }) => match typed::<p::SlowMode>(command, r)?.secs {
+            0 => "Slow mode: off.\n".to_owned(),
+            secs => format!(
+                "Slow mode: one message every {} per user (you are not slowed).\n",
+                room::notice::duration_words(std::time::Duration::from_secs(u64::from(secs)))
+            ),
+        },
         C::Chat(ChatCommand::Say { .. }) => format!(
             "Posted #{} as the broadcaster.\n",
             typed::<p::Posted>(command, r)?.id
         ),
-        C::User(UserCommand::List) => user_table(&typed::<p::Users>(command, r)?.users),
-        C::User(UserCommand::Show { .. }) => user_details(&typed::<p::UserReply>(command, r)?.user),
+        C::User(UserCommand::List) => user_table(&typed::<p::Users>(command, r)?.users, now_ms),
+        C::User(UserCommand::Show { .. }) => {
+            user_details(&typed::<p::UserReply>(command, r)?.user, now_ms)
+        }
+        C::User(UserCommand::Timeout { .. }) => {
+            let user = typed::<p::UserReply>(command, r)?.user;
+            match timeout_text(&user, now_ms) {
+                Some(t) => format!("{}: {t}.\n", user_author(&user)),
+                None => format!("{} is not timed out.\n", user_author(&user)),
+            }
+        }
+        C::User(UserCommand::Untimeout { .. }) => format!(
+            "{} may chat again.\n",
+            user_author(&typed::<p::UserReply>(command, r)?.user)
+        ),
         C::User(UserCommand::Ban { purge, .. }) => {
             let also = if *purge {
                 "; all their messages are hidden"
@@ -583,6 +624,17 @@ fn typed_event_text(event: &Event) -> String {
                 (true, n) => format!("{who} banned, {} hidden", plural(n, "message", "messages")),
             }
         }
+        Event::UserTimeout { user, until_ms } => match until_ms {
+            Some(until) => format!("{} timed out until {}", user_author(user), utc_time(*until)),
+            None => format!("{} timeout lifted", user_author(user)),
+        },
+        Event::ChatCleared { ids } => {
+            format!("{} hidden", plural(ids.len() as u64, "message", "messages"))
+        }
+        Event::ChatSlow { secs } => match secs {
+            0 => "off".to_owned(),
+            s => format!("one message every {s} s"),
+        },
         Event::StreamOnline { epoch } => format!("epoch {}", epoch_text(*epoch)),
         Event::StreamOffline { problem } => problem.as_deref().map(clean).unwrap_or_default(),
         Event::StreamRestarted { epoch } => {
@@ -595,6 +647,15 @@ fn typed_event_text(event: &Event) -> String {
             plural(*missed, "event", "events")
         ),
     }
+}
+
+/// `2026-12-07 14:05 UTC`.
+fn utc_time(ms: i64) -> String {
+    format!(
+        "{} {} UTC",
+        web::message_text::date_label(ms),
+        web::message_text::time_label(ms)
+    )
 }
 
 fn epoch_text(epoch: Option<u64>) -> String {

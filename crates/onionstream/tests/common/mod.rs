@@ -20,6 +20,10 @@ pub use testkit::media::{assert_ffmpeg_decodes, ffmpeg_available, ReceivedMedia}
 pub use testkit::proc::{child_pids, cpu_share, cpu_time, kill};
 pub use testkit::server::{metric, Server};
 
+/// A config with no captchas (their answers cannot be read from outside the process) and no
+/// minimum interval between messages: chat tests post as fast as they like.
+pub const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\nevery_messages = 0\n\n[chat]\nmin_interval_ms = 0\n";
+
 /// The binary under test.
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_onionstream"))
@@ -73,6 +77,21 @@ pub fn hidden_input(html: &str, name: &str) -> Option<String> {
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find('"')?;
     Some(html[start..start + end].to_string())
+}
+
+/// Sends `t`'s no-JS message form with `nonce` and `text`, checks the 303 back to the form,
+/// and returns the form page after it (that GET takes its one-shot notice).
+pub async fn send_chat_form(addr: SocketAddr, t: &str, nonce: &str, text: &str) -> String {
+    let r = testkit::http::post_form(
+        addr,
+        &format!("/chat/post?token={t}"),
+        &format!("nonce={nonce}&text={}", enc(text)),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let form = get(addr, &format!("/chat/form?token={t}")).await;
+    assert_eq!(form.status, 200, "{}", form.text());
+    form.text()
 }
 
 /// Form encoding.

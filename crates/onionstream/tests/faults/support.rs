@@ -15,7 +15,7 @@ pub use testkit::media::hls_writer;
 pub use testkit::proc::{signal, wait_gone};
 
 /// No captchas (a test cannot read the pictures), no minimum interval, room for bursts.
-pub const NO_CAPTCHA: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\n\
+pub const NO_CAPTCHA_BURSTS: &str = "[captcha]\nfirst_message = false\nflood_messages = 0\n\
      every_messages = 0\n\n[chat]\nmin_interval_ms = 0\nmax_linespan = 1000\n";
 
 pub const BANNED: &str = "You are banned from the chat.";

@@ -43,6 +43,12 @@ mod queries;
 const SETTING_PRIVATE_MODE: &str = "private_mode";
 const SETTING_PRIVATE_TRIPCODES: &str = "private_tripcodes";
 const SETTING_FILTERS: &str = "filters";
+const SETTING_SLOW_MODE: &str = "slow_mode_secs";
+
+/// The longest timeout (a longer one is a ban).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest wait slow mode may ask between two messages of one user.
+pub const MAX_SLOW_MODE_SECS: u32 = 3600;
 
 /// Single-use form nonces one user may hold at once (one per open form).
 pub const MAX_NONCES_PER_USER: usize = 16;
@@ -80,6 +86,9 @@ pub struct RoomConfig {
     pub shown_messages: usize,
     /// Users seen this recently but not watching are listed as "not watching".
     pub presence_window: Duration,
+    /// Slow mode: at most one message per this many seconds per user (the broadcaster
+    /// excepted); 0 = off. Changed from the page or `ctl`, the change is kept and wins.
+    pub slow_mode_secs: u32,
     pub default_name: String,
     pub broadcaster_name: String,
     pub broadcaster_password: BroadcasterPassword,
@@ -102,6 +111,7 @@ impl Default for RoomConfig {
             storage_messages: 8192,
             shown_messages: 100,
             presence_window: Duration::from_secs(60),
+            slow_mode_secs: 0,
             default_name: "Anonymous".into(),
             broadcaster_name: "Broadcaster".into(),
             broadcaster_password: BroadcasterPassword::generate(),
@@ -167,6 +177,8 @@ pub struct UserView {
     pub tripcode: Option<Tripcode>,
     pub broadcaster: bool,
     pub banned: bool,
+    /// Timed out (may not post) until this Unix time (ms); only while it lasts.
+    pub timeout_until_ms: Option<i64>,
 }
 
 /// A message as shown.
@@ -198,6 +210,10 @@ pub struct ChatForm {
     /// Solve this before the next message is accepted.
     pub captcha: Option<ChallengeId>,
     pub me: UserView,
+    /// The user is timed out for this much longer.
+    pub timeout_left: Option<Duration>,
+    /// Slow mode: one message per this many seconds (0 = off; never for the broadcaster).
+    pub slow_mode_secs: u32,
     pub max_message_chars: usize,
     pub max_name_chars: usize,
 }
@@ -242,6 +258,71 @@ pub enum Moderation {
     /// Ban and hide every message of theirs.
     BanAndPurge(String),
     Unban(String),
+    /// The user may not post for this long (at most [`MAX_TIMEOUT`]); lifted by itself.
+    Timeout {
+        user: String,
+        duration: Duration,
+    },
+    /// Lifts a timeout before its end.
+    EndTimeout(String),
+    /// Hides every message shown now (kept on disk, still shown to the broadcaster).
+    ClearChat,
+    /// Slow mode: one message per this many seconds per user (0 = off).
+    SlowMode(u32),
+}
+
+impl Moderation {
+    /// The action a moderation form or `moderate` frame names: `action` with the message,
+    /// user or seconds it needs. The error says what is missing or wrong.
+    pub fn from_request(
+        action: &str,
+        message: Option<u64>,
+        user: Option<String>,
+        secs: Option<u64>,
+    ) -> Result<Moderation, String> {
+        let need_user = |user: Option<String>| {
+            user.filter(|u| !u.is_empty())
+                .ok_or_else(|| format!("The action {action:?} needs a user."))
+        };
+        let need_message =
+            |m: Option<u64>| m.ok_or_else(|| format!("The action {action:?} needs a message."));
+        Ok(match action {
+            "hide" => Moderation::Hide(need_message(message)?),
+            "unhide" => Moderation::Unhide(need_message(message)?),
+            "ban" => Moderation::Ban(need_user(user)?),
+            "ban-purge" => Moderation::BanAndPurge(need_user(user)?),
+            "unban" => Moderation::Unban(need_user(user)?),
+            "timeout" => {
+                let secs = secs.ok_or("A timeout needs its length in seconds.")?;
+                if secs == 0 || secs > MAX_TIMEOUT.as_secs() {
+                    return Err(format!(
+                        "A timeout lasts 1 s to {} s ({}); {secs} s is not possible.",
+                        MAX_TIMEOUT.as_secs(),
+                        crate::notice::duration_words(MAX_TIMEOUT)
+                    ));
+                }
+                Moderation::Timeout {
+                    user: need_user(user)?,
+                    duration: Duration::from_secs(secs),
+                }
+            }
+            "end-timeout" => Moderation::EndTimeout(need_user(user)?),
+            "clear" => Moderation::ClearChat,
+            "slow" => {
+                let secs = secs.ok_or("Slow mode needs its seconds (0 turns it off).")?;
+                match u32::try_from(secs) {
+                    Ok(s) if s <= MAX_SLOW_MODE_SECS => Moderation::SlowMode(s),
+                    _ => {
+                        return Err(format!(
+                            "Slow mode waits 0 to {MAX_SLOW_MODE_SECS} s between messages; \
+                             {secs} s is not possible."
+                        ))
+                    }
+                }
+            }
+            other => return Err(format!("There is no moderation action {other:?}.")),
+        })
+    }
 }
 
 /// Something that changed in the room, for live pages, the control socket's event stream and
@@ -262,6 +343,19 @@ pub enum RoomEvent {
         user: UserView,
         banned: bool,
         purged: Vec<u64>,
+    },
+    /// Timed out until `until_ms` (Unix ms), or the timeout lifted (`None`).
+    UserTimedOut {
+        user: UserView,
+        until_ms: Option<i64>,
+    },
+    /// The chat was cleared: these messages are hidden now.
+    ChatCleared {
+        ids: Vec<u64>,
+    },
+    /// Slow mode changed (0 = off).
+    SlowMode {
+        secs: u32,
     },
 }
 
@@ -289,6 +383,8 @@ struct User {
     captcha_due: bool,
     last_seen: Instant,
     tripcodes_made: VecDeque<Instant>,
+    /// When this user's last message was taken (slow mode).
+    last_post: Option<Instant>,
 }
 
 impl User {
@@ -309,6 +405,7 @@ impl User {
             captcha_due: false,
             last_seen: now,
             tripcodes_made: VecDeque::new(),
+            last_post: None,
         }
     }
 }
@@ -326,6 +423,7 @@ struct State {
     private_mode: bool,
     filter_config: FilterConfig,
     filters: Arc<WordFilters>,
+    slow_mode_secs: u32,
     posts_since_prune: u64,
     last_full_sweep: Option<Instant>,
 }
@@ -492,7 +590,17 @@ impl Room {
             config.private_tripcodes.iter().cloned().collect();
         let mut filter_config = config.filters.clone();
         let mut filters = filters;
+        let mut slow_mode_secs = config.slow_mode_secs.min(MAX_SLOW_MODE_SECS);
         if let Some(db) = &db {
+            if let Some(v) = db.setting(SETTING_SLOW_MODE)? {
+                if let Ok(secs) = v.parse::<u32>() {
+                    slow_mode_secs = secs.min(MAX_SLOW_MODE_SECS);
+                    tracing::info!(
+                        "slow mode {} (set from the page or `onionstream ctl`; overrides the config)",
+                        if secs == 0 { "off".to_string() } else { format!("{secs} s") }
+                    );
+                }
+            }
             if let Some(v) = db.setting(SETTING_PRIVATE_MODE)? {
                 private_mode = v == "on";
                 tracing::info!(
@@ -537,6 +645,7 @@ impl Room {
                     private_mode,
                     filter_config,
                     filters: Arc::new(filters),
+                    slow_mode_secs,
                     posts_since_prune: 0,
                     last_full_sweep: None,
                 }),
@@ -736,6 +845,7 @@ impl Room {
             tripcode: r.tripcode.as_deref().map(Tripcode::from_stored),
             broadcaster,
             banned: r.banned,
+            timeout_until_ms: timeout_left(r, now_ms()).and(r.timeout_until_ms),
         }
     }
 
@@ -785,6 +895,13 @@ fn restrict_to_owner(dir: &std::path::Path) {
             }
         }
     }
+}
+
+/// How much longer `user` is timed out at `now_ms`, if at all. Never more than
+/// [`MAX_TIMEOUT`] (a clock set back does not make a timeout longer than any could be).
+fn timeout_left(user: &UserRecord, now_ms: i64) -> Option<Duration> {
+    let left = user.timeout_until_ms?.checked_sub(now_ms)?;
+    (left > 0).then(|| Duration::from_millis(left as u64).min(MAX_TIMEOUT))
 }
 
 fn short_reason(e: &DbError) -> String {

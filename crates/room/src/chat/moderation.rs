@@ -1,5 +1,6 @@
-//! Moderation and the room's settings: hiding, banning, captchas required by the broadcaster,
-//! private mode and its list, word filters; kept across restarts.
+//! Moderation and the room's settings: hiding, banning, timeouts, clearing the chat, slow
+//! mode, captchas required by the broadcaster, private mode and its list, word filters; kept
+//! across restarts.
 //!
 //! Owns: these methods of [`Room`]. Must never: let anyone but the broadcaster (a moderation
 //! key, or the console) moderate.
@@ -18,7 +19,7 @@ impl Room {
             hex(&h.as_bytes()[..16])
         })
     }
-    /// Hides, bans or unbans, for the broadcaster only (with their moderation key).
+    /// Moderates (see [`Moderation`]), for the broadcaster only (with their moderation key).
     pub fn moderate(&self, token: &Token, key: &str, action: Moderation) -> Result<Notice, Notice> {
         let expected = self.moderation_key(token).ok_or(Notice::NotAllowed)?;
         if !bool::from(expected.as_bytes().ct_eq(key.as_bytes())) {
@@ -26,8 +27,8 @@ impl Room {
         }
         self.apply_moderation(action)
     }
-    /// Hides, bans or unbans, on the broadcaster's authority (the caller checked it: the web
-    /// forms through [`Room::moderate`], the control socket by being the local owner).
+    /// Moderates, on the broadcaster's authority (the caller checked it: the web forms and the
+    /// live socket through [`Room::moderate`], the control socket by being the local owner).
     pub fn apply_moderation(&self, action: Moderation) -> Result<Notice, Notice> {
         let mut st = self.lock();
         let storage = |e: DbError| Notice::StorageFailed(short_reason(&e));
@@ -100,8 +101,85 @@ impl Room {
                     "User unbanned."
                 }
             }
+            Moderation::Timeout { ref user, duration } => {
+                let until = now_ms().saturating_add(duration.min(MAX_TIMEOUT).as_millis() as i64);
+                self.set_timeout(&mut st, user, Some(until))?;
+                return Ok(Notice::Moderated(format!(
+                    "User timed out for {}.",
+                    crate::notice::duration_words(duration)
+                )));
+            }
+            Moderation::EndTimeout(ref user) => {
+                self.set_timeout(&mut st, user, None)?;
+                "Timeout lifted."
+            }
+            Moderation::ClearChat => {
+                if let Some(db) = &st.db {
+                    db.hide_all().map_err(storage)?;
+                }
+                let mut ids = Vec::new();
+                for m in st.messages.iter_mut().filter(|m| !m.hidden) {
+                    m.hidden = true;
+                    ids.push(m.id);
+                }
+                let n = ids.len();
+                self.emit(RoomEvent::ChatCleared { ids });
+                return Ok(Notice::Moderated(format!(
+                    "Chat cleared: {n} message{} hidden.",
+                    if n == 1 { "" } else { "s" }
+                )));
+            }
+            Moderation::SlowMode(secs) => {
+                if secs > MAX_SLOW_MODE_SECS {
+                    return Err(Notice::Invalid(format!(
+                        "slow mode waits at most {MAX_SLOW_MODE_SECS} s"
+                    )));
+                }
+                if let Some(db) = &st.db {
+                    db.set_setting(SETTING_SLOW_MODE, &secs.to_string())
+                        .map_err(storage)?;
+                }
+                st.slow_mode_secs = secs;
+                self.emit(RoomEvent::SlowMode { secs });
+                return Ok(Notice::Moderated(if secs == 0 {
+                    "Slow mode off.".into()
+                } else {
+                    format!(
+                        "Slow mode on: one message every {} per user.",
+                        crate::notice::duration_words(Duration::from_secs(u64::from(secs)))
+                    )
+                }));
+            }
         };
         Ok(Notice::Moderated(done.into()))
+    }
+    /// Times `user` out until `until` (Unix ms), or lifts their timeout; kept on disk.
+    fn set_timeout(&self, st: &mut State, user: &str, until: Option<i64>) -> Result<(), Notice> {
+        if user == self.inner.broadcaster_id {
+            return Err(Notice::NotAllowed);
+        }
+        let Some(u) = Self::known(st, user, Instant::now()) else {
+            return Err(Notice::NotFound);
+        };
+        let was = u.record.timeout_until_ms;
+        u.record.timeout_until_ms = until;
+        if let Err(e) = Self::save(st, user) {
+            if let Some(u) = st.users.get_mut(user) {
+                u.record.timeout_until_ms = was;
+            }
+            return Err(Notice::StorageFailed(short_reason(&e)));
+        }
+        if let Some(u) = st.users.get(user) {
+            self.emit(RoomEvent::UserTimedOut {
+                user: self.view_of(u),
+                until_ms: until,
+            });
+        }
+        Ok(())
+    }
+    /// Slow mode now: one message per this many seconds per user (0 = off).
+    pub fn slow_mode(&self) -> u32 {
+        self.lock().slow_mode_secs
     }
     /// Private mode on or off, kept across restarts.
     pub fn set_private_mode(&self, on: bool) -> Result<(), Notice> {

@@ -46,9 +46,14 @@ impl Room {
         let nonce = Self::nonce(u);
         let notice = u.notice.take();
         let draft = u.draft.take().unwrap_or_default();
-        let need = !broadcaster && !u.record.banned && self.needs_captcha(u, now);
+        let timeout_left = timeout_left(&u.record, now_ms()).filter(|_| !broadcaster);
+        let need = !broadcaster
+            && !u.record.banned
+            && timeout_left.is_none()
+            && self.needs_captcha(u, now);
         let me = self.view_of(u);
         let owner = u.record.id.clone();
+        let slow_mode_secs = if broadcaster { 0 } else { st.slow_mode_secs };
         drop(st);
         let captcha = need.then(|| {
             self.inner
@@ -62,6 +67,8 @@ impl Room {
             draft,
             captcha,
             me,
+            timeout_left,
+            slow_mode_secs,
             max_message_chars: self.inner.config.rules.max_message_chars,
             max_name_chars: self.inner.config.rules.max_name_chars,
         }
@@ -118,6 +125,7 @@ impl Room {
     ) -> Result<u64, Notice> {
         let rules = &self.inner.config.rules;
         let filters = st.filters.clone();
+        let slow = st.slow_mode_secs;
         let u = self.user(st, token, now);
         if !Self::take_nonce(u, &post.nonce) {
             return Err(Notice::Duplicate);
@@ -125,8 +133,25 @@ impl Room {
         if u.record.banned {
             return Err(Notice::Banned);
         }
+        if !broadcaster {
+            if let Some(left) = timeout_left(&u.record, now_ms()) {
+                return Err(Notice::TimedOut { left });
+            }
+        }
         rules.check_text(text).map_err(rule_notice)?;
         let id = u.record.id.clone();
+        if !broadcaster && slow > 0 {
+            // Before any captcha: a refused message must not use up its answer.
+            let every = Duration::from_secs(u64::from(slow));
+            if let Some(since) = u.last_post.map(|t| now.saturating_duration_since(t)) {
+                if since < every {
+                    return Err(Notice::SlowMode {
+                        every: slow,
+                        retry_after: every - since,
+                    });
+                }
+            }
+        }
         if !broadcaster {
             if let Some((cid, answer)) = &post.captcha {
                 let cid = ChallengeId::parse(cid).ok_or(Notice::CaptchaExpired)?;
@@ -184,6 +209,7 @@ impl Room {
         let u = st.users.get_mut(&id).expect("user made above");
         u.record = record;
         u.persisted = true;
+        u.last_post = Some(now);
         u.history.record(rules.linespan(&message.text), now);
         st.next_id += 1;
         let mid = message.id;

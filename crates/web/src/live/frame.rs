@@ -50,6 +50,9 @@ pub enum ClientFrame {
         message: Option<u64>,
         #[serde(default)]
         user: Option<String>,
+        /// `timeout`: its length; `slow`: seconds between messages (0 = off).
+        #[serde(default)]
+        secs: Option<u64>,
     },
 }
 
@@ -95,6 +98,10 @@ pub enum ServerFrame {
     },
     Users(Users),
     Form(Form),
+    /// Slow mode changed: one message per `secs` per user (0 = off; never the broadcaster).
+    SlowMode {
+        secs: u32,
+    },
     /// The answer to a `moderate` frame.
     Moderated {
         ok: bool,
@@ -149,6 +156,8 @@ pub struct Hello {
     pub limits: Limits,
     pub ping_interval_ms: u64,
     pub default_name: String,
+    /// Slow mode now: one message per this many seconds per user (0 = off).
+    pub slow_mode_secs: u32,
 }
 
 /// `hello.limits`.
@@ -224,6 +233,8 @@ pub struct Form {
     pub notice: Option<FormNotice>,
     pub draft: String,
     pub banned: bool,
+    /// Timed out: milliseconds until the visitor may chat again; null otherwise.
+    pub timeout_left_ms: Option<u64>,
     pub captcha: Option<FormCaptcha>,
     /// In answers to `post` and `appearance`: whether it was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,6 +256,7 @@ impl Form {
             }),
             draft: f.draft.clone(),
             banned: f.me.banned,
+            timeout_left_ms: f.timeout_left.map(|d| d.as_millis() as u64),
             captcha: f.captcha.as_ref().map(|c| FormCaptcha {
                 id: c.as_str().to_owned(),
                 width: room::captcha::CAPTCHA_WIDTH,

@@ -243,6 +243,7 @@ impl Session {
             },
             ping_interval_ms: PING_INTERVAL.as_millis() as u64,
             default_name: self.default_name(),
+            slow_mode_secs: room.slow_mode(),
         }
     }
 
@@ -417,6 +418,26 @@ impl Session {
                 self.users_due = Instant::now();
                 out
             }
+            RoomEvent::UserTimedOut { user, .. } => {
+                self.users_due = Instant::now();
+                if user.id == self.public_id {
+                    // The form says so (with the time left), or is back.
+                    let form = self.app.room.chat_form(&self.token);
+                    vec![ServerFrame::Form(Form::new(&form, None)).into()]
+                } else {
+                    vec![]
+                }
+            }
+            RoomEvent::ChatCleared { ids } => {
+                if ids.is_empty() {
+                    vec![]
+                } else if self.broadcaster {
+                    vec![ServerFrame::Hidden { ids, hidden: true }.into()]
+                } else {
+                    vec![ServerFrame::Removed { ids }.into()]
+                }
+            }
+            RoomEvent::SlowMode { secs } => vec![ServerFrame::SlowMode { secs }.into()],
             RoomEvent::UserJoined(_) => {
                 self.users_due = Instant::now();
                 vec![]
@@ -559,18 +580,11 @@ impl Session {
                 action,
                 message,
                 user,
+                secs,
             } => {
-                let action = match (action.as_str(), message, user) {
-                    ("hide", Some(m), _) => Moderation::Hide(m),
-                    ("unhide", Some(m), _) => Moderation::Unhide(m),
-                    ("ban", _, Some(u)) => Moderation::Ban(u),
-                    ("ban-purge", _, Some(u)) => Moderation::BanAndPurge(u),
-                    ("unban", _, Some(u)) => Moderation::Unban(u),
-                    _ => {
-                        return self.bad_frame(
-                            "unknown moderation action, or its message or user is missing",
-                        )
-                    }
+                let action = match Moderation::from_request(&action, message, user, secs) {
+                    Ok(a) => a,
+                    Err(why) => return self.bad_frame(&why),
                 };
                 let result = blocking(move || room.moderate(&token, &key, action)).await?;
                 let (ok, notice) = match result {
