@@ -45,8 +45,14 @@ impl Room {
         let u = self.user(&mut st, token, now);
         let nonce = Self::nonce(u);
         let notice = u.notice.take();
-        let draft = u.draft.take().unwrap_or_default();
         let timeout_left = timeout_left(&u.record, now_ms()).filter(|_| !broadcaster);
+        // A timed-out form shows no message box: the draft waits for the one after the end.
+        let draft = if timeout_left.is_some() {
+            u.draft.clone()
+        } else {
+            u.draft.take()
+        }
+        .unwrap_or_default();
         let need = !broadcaster
             && !u.record.banned
             && timeout_left.is_none()
