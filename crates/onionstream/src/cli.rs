@@ -23,7 +23,8 @@ colours, tripcodes, captchas, flood control and word filters.
 
 The broadcaster logs in at /broadcaster (HTTP Basic auth, user name \"broadcaster\"; the
 password is printed at start, or set chat.broadcaster_password_hash from `onionstream
-hash-password`) and then sees hide / ban / unban controls in the chat.
+hash-password`) and then sees hide / ban / unban / timeout controls in the chat, and slow
+mode and clear chat under \"Users and moderation\".
 
 Every option can also be set in a TOML file given with --config (see onionstream.toml, which
 lists every key with its default); flags override the file.
