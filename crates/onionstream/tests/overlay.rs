@@ -41,10 +41,11 @@ fn ctl_json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// The overlay's address as `ctl overlay` prints it (its first line), checked against the
-/// server's real address; returns the path (`/overlay?key=...`).
-fn overlay_path(server: &Server) -> String {
-    let out = ctl_ok(&server.data_dir, &["overlay"]);
+/// The overlay's address as `ctl overlay` prints it (its first line) for the server with the
+/// data directory `dir`, checked against the server's real address; returns the path
+/// (`/overlay?key=...`).
+fn overlay_path(server: &Server, dir: &Path) -> String {
+    let out = ctl_ok(dir, &["overlay"]);
     let mut lines = out.lines();
     let url = lines.next().unwrap_or_default();
     let prefix = format!("http://{}/overlay?key=", server.addr);
@@ -95,7 +96,7 @@ async fn the_overlay_opens_only_with_its_key_and_shows_what_viewers_see() {
     // the same as for an address that does not exist.
     let nothing = get(addr, "/no-such-page").await;
     assert_eq!(nothing.status, 404);
-    let path = overlay_path(&server);
+    let path = overlay_path(&server, &dir);
     let key = path.strip_prefix("/overlay?key=").unwrap().to_owned();
     assert_eq!(key.len(), 32, "{key}");
     let mut off_by_one = key.clone().into_bytes();
@@ -271,7 +272,7 @@ async fn next_frame(ws: &mut Ws) -> Value {
 async fn the_overlay_socket_is_read_only_and_follows_posts_hides_and_bans() {
     let server = Server::start(&[], Some(NO_CAPTCHA)).await;
     let (addr, dir) = (server.addr, server.data_dir.clone());
-    let path = overlay_path(&server);
+    let path = overlay_path(&server, &dir);
     let key = path.strip_prefix("/overlay?key=").unwrap().to_owned();
     say(addr, ALICE, "before the socket").await;
     say(addr, BOB, "bob before").await;
@@ -376,4 +377,47 @@ async fn the_overlay_socket_is_read_only_and_follows_posts_hides_and_bans() {
     assert_eq!(watching, before.0);
     assert_eq!(users, before.1 + 1);
     drop(open);
+}
+
+#[tokio::test]
+async fn the_overlay_shows_emotes_and_keeps_working_when_the_stream_is_private() {
+    let dir = temp_dir("overlay-private");
+    testkit::emote::install_one(&dir, "cat");
+    let server = Server::start(&["--data-dir", &path_str(&dir)], Some(NO_CAPTCHA)).await;
+    let addr = server.addr;
+    let path = overlay_path(&server, &dir);
+    let key = path.strip_prefix("/overlay?key=").unwrap().to_owned();
+    ctl_ok(&dir, &["private", "on"]);
+    ctl_ok(&dir, &["chat", "say", "welcome :cat:"]);
+
+    // Private mode keeps outsiders out; the overlay is the owner's, and still shows the chat,
+    // with the emote as an image it may load.
+    let outsider = get(addr, &format!("/chat/messages?token={ALICE}")).await;
+    assert_eq!(outsider.status, 403);
+    let html = overlay_page(addr, &path).await;
+    assert!(html.contains("welcome"), "{html}");
+    let emote = format!("src=\"/emote/0?key={key}\"");
+    assert!(html.contains(&emote), "{html}");
+    assert!(
+        html.contains("class=\"insignia\""),
+        "the broadcaster's mark: {html}"
+    );
+    let img = get(addr, &format!("/emote/0?key={key}")).await;
+    assert_eq!(img.status, 200);
+    assert_eq!(img.header("content-type"), Some("image/png"));
+    // Without the key, or with a wrong one, the emote is as private as the stream.
+    for p in [
+        format!("/emote/0?token={ALICE}"),
+        format!("/emote/0?token={ALICE}&key=0123456789abcdef0123456789abcdef"),
+    ] {
+        assert_eq!(get(addr, &p).await.status, 403, "{p}");
+    }
+    // The overlay's socket too.
+    let mut ws = overlay_socket(addr, &format!("/overlay/live?key={key}")).await;
+    let hello = next_frame(&mut ws).await;
+    assert_eq!(hello["messages"][0]["text"], json!("welcome :cat:"));
+    assert!(hello["messages"][0]["html"]
+        .as_str()
+        .unwrap()
+        .contains("data-emote=\"0\""));
 }
