@@ -229,6 +229,16 @@ async fn the_overlay_opens_only_with_its_key_and_shows_what_viewers_see() {
     ctl_ok(&dir, &["user", "unban", &carol_id]);
     assert!(overlay_page(addr, &path).await.contains("carol says hi"));
 
+    // `&fade=SECS` leaves out messages older than that (a day: all are there; 1 s, a second
+    // after the last post: none).
+    assert!(overlay_page(addr, &format!("{path}&fade=86400"))
+        .await
+        .contains("alice again"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let faded = overlay_page(addr, &format!("{path}&fade=1")).await;
+    assert!(!faded.contains("<li class=\"message"), "{faded}");
+    assert!(faded.contains("data-fade=\"1\""), "{faded}");
+
     // Still nobody: the viewers and users the console counts are the posters only.
     let (watching, users) = room_counts(&dir);
     assert_eq!(watching, before.0);

@@ -308,6 +308,15 @@ async fn with_javascript_the_overlay_is_live_without_reloading_and_survives_a_re
         vec!["already there".to_owned(), "after the restart".to_owned()]
     );
 
+    // `&fade=2`: a message shows, then leaves by itself after 2 s, without a reload.
+    c.goto(&format!("{url}&fade=2")).await.unwrap();
+    wait_live(c, Duration::from_secs(20)).await;
+    eval(c, "window.overlayMarker = 'kept'; return true").await;
+    say(server.addr, BOB, "here for a moment").await;
+    wait_shown(c, "here for a moment", true, Duration::from_secs(5)).await;
+    wait_shown(c, "here for a moment", false, Duration::from_secs(6)).await;
+    assert!(same_page(c).await, "the page reloaded with JavaScript on");
+
     let errors = b.console_errors();
     assert!(errors.is_empty(), "errors in the page: {errors:#?}");
     assert_no_other_host(&trap);
