@@ -50,6 +50,7 @@ fn valid_requests() -> Vec<Value> {
         ("hello", json!({})),
         ("title.show", json!({})),
         ("login", json!({})),
+        ("overlay", json!({})),
         ("title.set", json!({"title": "fuzzed title"})),
         ("chat.show", json!({"n": 20, "hidden": true})),
         ("chat.hide", json!({"message": 1, "unhide": false})),

@@ -667,6 +667,29 @@ async fn secrets_stay_out_of_logs_other_viewers_pages_and_error_pages() {
     .await;
     let link = ctl_ok(&server.data_dir, &["login"]);
     assert!(link.contains(&bt), "ctl login gives the broadcaster's link");
+    // The chat overlay: its page and its socket, with the key `ctl overlay` gives.
+    let overlay = ctl_ok(&server.data_dir, &["overlay"]);
+    let overlay_key = overlay
+        .split("/overlay?key=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("ctl overlay gives the overlay's address")
+        .to_owned();
+    assert_eq!(
+        get(addr, &format!("/overlay?key={overlay_key}"))
+            .await
+            .status,
+        200
+    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let ws =
+        tokio_tungstenite::client_async(format!("ws://{addr}/overlay/live?key={overlay_key}"), tcp)
+            .await;
+    if let Ok((mut ws, _)) = ws {
+        use futures_util::StreamExt;
+        let _ = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
+        drop(ws);
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let secrets = [
@@ -678,6 +701,7 @@ async fn secrets_stay_out_of_logs_other_viewers_pages_and_error_pages() {
         ("the broadcaster's token", bt.as_str()),
         ("the moderation key", key.as_str()),
         ("a captcha answer", answer.as_str()),
+        ("the overlay key", overlay_key.as_str()),
     ];
     let log = server.log();
     println!(
@@ -699,6 +723,7 @@ async fn secrets_stay_out_of_logs_other_viewers_pages_and_error_pages() {
             ("alice's token", alice),
             ("the broadcaster's token", bt.as_str()),
             ("the moderation key", key.as_str()),
+            ("the overlay key", overlay_key.as_str()),
         ] {
             assert!(!r.text().contains(secret), "{path} as bob holds {what}");
             for (k, v) in &r.headers {
@@ -710,11 +735,15 @@ async fn secrets_stay_out_of_logs_other_viewers_pages_and_error_pages() {
         }
     }
     // Nor does the broadcaster's own page hold a viewer's token (the moderation forms carry
-    // public ids).
+    // public ids), nor the overlay's key (only the console gives it).
     for (path, r) in every_page(addr, &bt).await {
         assert!(
             !r.text().contains(alice),
             "{path} as the broadcaster holds alice's token"
+        );
+        assert!(
+            !r.text().contains(&overlay_key),
+            "{path} as the broadcaster holds the overlay key"
         );
     }
     // Error pages echo no token: a malformed one, a good one with a bad parameter.

@@ -874,3 +874,48 @@ fn clearing_the_chat_hides_everything_shown_and_survives_a_restart() {
     assert_eq!(room.chat_form(&alice).slow_mode_secs, 30);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_overlay_key_survives_a_restart_and_the_overlay_sees_what_everyone_sees() {
+    let dir = temp_dir("overlay");
+    let open = || {
+        Room::open(RoomConfig {
+            data_dir: Some(dir.clone()),
+            ..config()
+        })
+        .unwrap()
+    };
+    let room = open();
+    let key = room.overlay_key();
+    assert_eq!(key.len(), 32);
+    assert!(room.is_overlay_key(&key));
+    assert!(!room.is_overlay_key(""));
+    assert!(!room.is_overlay_key(&key[..31]));
+    assert!(!room.is_overlay_key(&key.to_uppercase()));
+    // Not the broadcaster's token, nor anything else the room hands out.
+    assert_ne!(key, room.broadcaster_token().secret());
+
+    let (alice, bob) = (Token::generate(), Token::generate());
+    let a1 = say(&room, &alice, "alice one").unwrap();
+    let b1 = say(&room, &bob, "bob one").unwrap();
+    let a2 = say(&room, &alice, "alice two").unwrap();
+    let a3 = say(&room, &alice, "alice three").unwrap();
+    let ids = |v: Vec<room::MessageView>| v.iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(room.public_messages(10)), vec![a1, b1, a2, a3]);
+    assert_eq!(ids(room.public_messages(2)), vec![a2, a3]);
+    room.apply_moderation(Moderation::Hide(a2)).unwrap();
+    assert_eq!(ids(room.public_messages(10)), vec![a1, b1, a3]);
+    // A banned author's messages go, purged or not, and come back when unbanned.
+    let bob_id = room.public_id(&bob);
+    room.apply_moderation(Moderation::Ban(bob_id.clone()))
+        .unwrap();
+    assert_eq!(ids(room.public_messages(10)), vec![a1, a3]);
+    room.apply_moderation(Moderation::Unban(bob_id)).unwrap();
+    assert_eq!(ids(room.public_messages(10)), vec![a1, b1, a3]);
+    // Asking marked no one seen: the overlay is nobody.
+    let users_before = room.users_in_memory();
+    let _ = room.public_messages(10);
+    assert_eq!(room.users_in_memory(), users_before);
+    drop(room);
+    assert_eq!(open().overlay_key(), key);
+}

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use rand::RngCore;
@@ -25,9 +25,9 @@ use crate::visitor::Visitor;
 use crate::AppState;
 
 #[derive(Debug)]
-struct TripcodeBadge {
-    code: String,
-    class: String,
+pub(crate) struct TripcodeBadge {
+    pub(crate) code: String,
+    pub(crate) class: String,
 }
 
 struct MessageItem {
@@ -188,14 +188,14 @@ pub(crate) fn render(t: impl Template) -> Result<String, ErrorPage> {
 }
 
 /// A random nonce for this response's one inline `<style>` (the name colours).
-fn style_nonce() -> String {
+pub(crate) fn style_nonce() -> String {
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// An HTML response whose CSP also allows the inline `<style>` carrying `nonce`.
-fn html_with_style(body: String, nonce: &str) -> Response {
+pub(crate) fn html_with_style(body: String, nonce: &str) -> Response {
     let mut r = Html(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&security::csp_with_style_nonce(nonce)) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
@@ -205,13 +205,13 @@ fn html_with_style(body: String, nonce: &str) -> Response {
 
 /// Collects one CSS class per colour (colours are validated `#rrggbb`, safe in CSS).
 #[derive(Default)]
-struct ColourSheet {
-    css: String,
+pub(crate) struct ColourSheet {
+    pub(crate) css: String,
     seen: HashSet<String>,
 }
 
 impl ColourSheet {
-    fn name_class(&mut self, colour: room::colour::Colour) -> String {
+    pub(crate) fn name_class(&mut self, colour: room::colour::Colour) -> String {
         let hex = colour.to_string();
         let class = format!("c{}", &hex[1..]);
         if self.seen.insert(class.clone()) {
@@ -220,7 +220,7 @@ impl ColourSheet {
         class
     }
 
-    fn tripcode(&mut self, t: &room::tripcode::Tripcode) -> TripcodeBadge {
+    pub(crate) fn tripcode(&mut self, t: &room::tripcode::Tripcode) -> TripcodeBadge {
         let (bg, fg) = (t.background().to_string(), t.foreground().to_string());
         let class = format!("t{}{}", &bg[1..], &fg[1..]);
         if self.seen.insert(class.clone()) {
@@ -613,14 +613,18 @@ pub async fn captcha_image(
 }
 
 /// `GET /emote/{index}`: an emote image, from memory; for those let in only (a private
-/// stream's emotes would tell an outsider whose stream it is).
+/// stream's emotes would tell an outsider whose stream it is), and for the broadcaster's chat
+/// overlay (`?key=`, [`crate::overlay`]), which is nobody in the room.
 pub async fn emote(
     State(app): State<AppState>,
     visitor: Visitor,
+    RawQuery(query): RawQuery,
     Path(index): Path<String>,
 ) -> Response {
-    if let Some(r) = crate::gate::refusal(&app, &visitor) {
-        return r;
+    if !crate::overlay::has_key(&app, query.as_deref()) {
+        if let Some(r) = crate::gate::refusal(&app, &visitor) {
+            return r;
+        }
     }
     let emotes = app.room.emotes();
     let Some(e) = index.parse::<usize>().ok().and_then(|i| emotes.by_index(i)) else {

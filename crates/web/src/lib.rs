@@ -13,7 +13,9 @@
 //! - [`gate`]: who may come in: private mode, the access captcha, the broadcaster's login.
 //! - [`chat`]: the chat frames and forms (messages, post, appearance, users, moderation),
 //!   captcha and emote images; [`message_text`]: chat text as safe HTML.
-//! - [`live`]: the JavaScript page's one WebSocket (`/live`): chat, status, posts, moderation.
+//! - [`live`]: the JavaScript page's one WebSocket (`/live`): chat, status, posts, moderation;
+//!   and the chat overlay's read-only socket (`/overlay/live`).
+//! - [`overlay`]: the broadcaster's key-protected chat overlay for OBS (`/overlay?key=`).
 //! - [`form`]: size-limited form bodies.
 //! - [`error_page`]: every refusal as a small HTML page with a reason.
 //! - [`counters`]: what delivery did, for benchmarks and metrics.
@@ -35,6 +37,7 @@ pub mod hls;
 pub mod live;
 pub mod message_text;
 pub mod metrics;
+pub mod overlay;
 pub mod page;
 pub mod quality;
 pub mod relay;
@@ -125,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         .route("/private/enter", post(gate::enter_private))
         .route("/broadcaster", get(gate::broadcaster))
         .route("/live", get(live::live))
+        .route("/overlay", get(overlay::page))
+        .route("/overlay/live", get(live::overlay_live))
         .route(relay::STREAM_PATH, get(relay::stream))
         .route(relay::ACCESS_PATH, get(relay::access))
         .route(

@@ -26,6 +26,12 @@ pub fn escape(text: &str, out: &mut String) {
 /// JavaScript page), emote images have no address but `data-emote="N"`, and each page sets
 /// `/emote/N?token=...` itself.
 pub fn message_html(text: &str, emotes: &Emotes, token: Option<&str>) -> String {
+    message_html_with(text, emotes, token.map(|t| ("token", t)))
+}
+
+/// [`message_html`] with emote addresses carrying `name=value` (`token=` for a viewer,
+/// `key=` for the broadcaster's chat overlay), or none (`data-emote` only).
+pub fn message_html_with(text: &str, emotes: &Emotes, access: Option<(&str, &str)>) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     let pieces = emotes.split(text);
     for piece in pieces {
@@ -42,12 +48,14 @@ pub fn message_html(text: &str, emotes: &Emotes, token: Option<&str>) -> String 
             }
             Piece::Emote(e) => {
                 let index = emotes.position(&e.name).unwrap_or(0);
-                match token {
-                    Some(token) => {
+                match access {
+                    Some((name, value)) => {
                         out.push_str("<img class=\"emote\" src=\"/emote/");
                         out.push_str(&index.to_string());
-                        out.push_str("?token=");
-                        escape(token, &mut out);
+                        out.push('?');
+                        escape(name, &mut out);
+                        out.push('=');
+                        escape(value, &mut out);
                     }
                     None => {
                         out.push_str("<img class=\"emote\" data-emote=\"");
@@ -136,6 +144,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mine = message_html("hi :cat:", &emotes, Some("tok<en"));
         assert!(mine.contains("src=\"/emote/0?token=tok&lt;en\""), "{mine}");
+        let overlay = message_html_with("hi :cat:", &emotes, Some(("key", "k3y")));
+        assert!(overlay.contains("src=\"/emote/0?key=k3y\""), "{overlay}");
         let shared = message_html("hi :cat:", &emotes, None);
         assert!(shared.contains("data-emote=\"0\""), "{shared}");
         assert!(

@@ -28,7 +28,7 @@
 //! - edges ([`crate::relay`]): `edge_links` (gauge: edge streams open now, one per edge and rendition),
 //!   `edge_links_opened_total`, `edge_links_refused_total` (a wrong or removed key),
 //!   `edge_sent_bytes_total` (the stream as sent to edges: one copy per edge);
-//! - live sockets of JavaScript pages ([`crate::LiveHub`]): `live_sockets` (gauge),
+//! - live sockets of JavaScript pages and the chat overlay ([`crate::LiveHub`]): `live_sockets` (gauge),
 //!   `live_sockets_opened_total`, `live_sockets_refused_total`;
 //! - renditions ([`media::Ladder`]), labelled `rendition="source|low|audio"`:
 //!   `rendition_online`, `rendition_open_streams` (gauges), `rendition_sent_bytes_total`,
@@ -266,19 +266,19 @@ impl Collector for Snapshot {
         gauge(
             e,
             "live_sockets",
-            "Open WebSocket connections of pages running JavaScript (/live).",
+            "Open WebSocket connections of pages running JavaScript (/live) and of the chat overlay (/overlay/live).",
             self.live_sockets,
         )?;
         counter(
             e,
             "live_sockets_opened",
-            "WebSocket connections of pages (/live) opened.",
+            "WebSocket connections of pages (/live) and of the chat overlay opened.",
             self.live_opened,
         )?;
         counter(
             e,
             "live_sockets_refused",
-            "WebSocket connections (/live) refused by a limit (per visitor or in all).",
+            "WebSocket connections (/live, /overlay/live) refused by a limit (per visitor, in all, overlay sockets).",
             self.live_refused,
         )?;
         gauge(

@@ -28,6 +28,9 @@ const SCRIPTS: [(&str, &str); 2] = [
     ("player.js", include_str!("../static/player.js")),
 ];
 
+/// The chat overlay's script (`crate::overlay`): a module of its own, importing nothing.
+const OVERLAY_JS: &str = include_str!("../static/overlay.js");
+
 fn versioned(name: &str, body: &str) -> String {
     let digest = blake3::hash(body.as_bytes()).to_hex();
     format!("/static/{name}?v={}", &digest[..12])
@@ -62,12 +65,20 @@ pub fn script_url() -> &'static str {
     &URL
 }
 
+/// The chat overlay's script address, versioned like [`style_url`].
+pub fn overlay_script_url() -> &'static str {
+    static URL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| versioned("overlay.js", OVERLAY_JS));
+    &URL
+}
+
 /// A static file's body and content type.
 fn static_body(file: &str) -> Option<(&'static str, &'static str)> {
     const JS: &str = "text/javascript; charset=utf-8";
     match file {
         "style.css" => Some((STYLE_CSS, "text/css; charset=utf-8")),
         "app.js" => Some((app_js(), JS)),
+        "overlay.js" => Some((OVERLAY_JS, JS)),
         _ => SCRIPTS
             .iter()
             .find(|(name, _)| *name == file)

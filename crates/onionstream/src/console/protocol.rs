@@ -5,7 +5,8 @@
 //! loudly instead of printing a zero.
 //!
 //! Owns: the wire shapes and the protocol's limits. Must never: do I/O, or carry a secret token
-//! (the one exception is [`LoginLink`], which exists to give the owner their own link).
+//! (the exceptions are [`LoginLink`] and [`OverlayLink`], which exist to give the owner their
+//! own links).
 
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub enum Request {
     Hello {},
     #[serde(rename = "login")]
     Login {},
+    #[serde(rename = "overlay")]
+    Overlay {},
     #[serde(rename = "title.show")]
     TitleShow {},
     #[serde(rename = "title.set")]
@@ -116,9 +119,10 @@ pub enum Request {
 
 impl Request {
     /// Every command name, as `cmd` spells it.
-    pub const NAMES: [&'static str; 32] = [
+    pub const NAMES: [&'static str; 33] = [
         "hello",
         "login",
+        "overlay",
         "title.show",
         "title.set",
         "chat.show",
@@ -335,6 +339,14 @@ pub struct Hello {
 /// `login`: the broadcaster's own page, `http://LISTEN` + `path`. A secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoginLink {
+    pub path: String,
+    pub listen: String,
+}
+
+/// `overlay`: the chat overlay for OBS, `http://LISTEN` + `path` (`/overlay?key=...`). A
+/// secret: the key lets whoever has it read the chat as viewers see it (nothing more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverlayLink {
     pub path: String,
     pub listen: String,
 }

@@ -308,6 +308,14 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
             path: format!("/?token={}", c.room.broadcaster_token().secret()),
             listen: c.listen.to_string(),
         }),
+        Request::Overlay {} => reply(p::OverlayLink {
+            path: format!(
+                "/overlay?{}={}",
+                web::overlay::KEY_PARAM,
+                c.room.overlay_key()
+            ),
+            listen: c.listen.to_string(),
+        }),
         Request::TitleSet { title } => {
             // The file first: it stays the one source of truth across restarts, and its
             // watcher, reading it after this write, agrees with the title set below.

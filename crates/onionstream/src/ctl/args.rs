@@ -89,6 +89,15 @@ pub enum CtlCommand {
     /// (it also works on the onion address: keep the path, change the host). It works even
     /// while failed web logins have locked /broadcaster.
     Login,
+    /// Print the address of the chat overlay for OBS (a Browser Source)
+    ///
+    /// The page (http://LISTEN/overlay?key=...) shows the chat as viewers see it, made to lie
+    /// over the video: transparent background, large outlined text, newest at the bottom,
+    /// hidden messages and banned users' messages gone; live with JavaScript, reloading itself
+    /// every 2 s without. In OBS: Sources, +, Browser, URL = this address, e.g. 600 x 800.
+    /// Optional: &fade=SECS drops messages older than SECS. The key is a secret (it only reads
+    /// the chat, but it works on the onion address too): keep it in OBS, not in a screenshot.
+    Overlay,
 }
 
 #[derive(Debug, Subcommand)]
@@ -402,6 +411,7 @@ impl CtlCommand {
             C::Config(ConfigCommand::Show { key }) => R::ConfigShow { key: key.clone() },
             C::Events => R::Events {},
             C::Login => R::Login {},
+            C::Overlay => R::Overlay {},
         }
     }
 }
@@ -562,6 +572,7 @@ mod tests {
             ),
             (&["events"], json!({"cmd": "events"})),
             (&["login"], json!({"cmd": "login"})),
+            (&["overlay"], json!({"cmd": "overlay"})),
         ];
         for (args, want) in cases {
             let mut want = want;
@@ -621,6 +632,7 @@ mod tests {
             "config",
             "events",
             "login",
+            "overlay",
         ] {
             assert!(help.contains(needle), "ctl --help lacks {needle}:\n{help}");
         }

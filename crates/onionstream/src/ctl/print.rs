@@ -17,7 +17,8 @@ use super::args::{
 };
 use super::Failed;
 use crate::console::protocol::{
-    self as p, Event, EventLine, Filters, LoginLink, Message, PrivateMode, SourceState, User,
+    self as p, Event, EventLine, Filters, LoginLink, Message, OverlayLink, PrivateMode,
+    SourceState, User,
 };
 
 /// Writes `text` and flushes.
@@ -422,10 +423,24 @@ fn clean_lines(text: &str) -> String {
     out
 }
 
-/// The broadcaster's link from `login`: `http://LISTEN/?token=...` (an unspecified listen
-/// address becomes the loopback one, where the server also answers).
+/// The broadcaster's link from `login`: `http://LISTEN/?token=...`.
 fn login_link(r: &LoginLink) -> String {
-    let host = match r.listen.parse::<std::net::SocketAddr>() {
+    format!("{}\n", local_link(&r.listen, &r.path))
+}
+
+/// The chat overlay's address from `overlay`, and how to add it in OBS.
+fn overlay_link(r: &OverlayLink) -> String {
+    format!(
+        "{}\nIn OBS: Sources, +, Browser; URL = the address above, width 600, height 800 \
+         (transparent: no custom CSS needed). Keep the address secret.\n",
+        local_link(&r.listen, &r.path)
+    )
+}
+
+/// `http://LISTEN` + `path` (an unspecified listen address becomes the loopback one, where
+/// the server also answers).
+fn local_link(listen: &str, path: &str) -> String {
+    let host = match listen.parse::<std::net::SocketAddr>() {
         Ok(a) if a.ip().is_unspecified() => {
             let ip: std::net::IpAddr = if a.is_ipv4() {
                 std::net::Ipv4Addr::LOCALHOST.into()
@@ -434,9 +449,9 @@ fn login_link(r: &LoginLink) -> String {
             };
             std::net::SocketAddr::new(ip, a.port()).to_string()
         }
-        _ => r.listen.clone(),
+        _ => listen.to_owned(),
     };
-    format!("http://{}{}\n", clean(&host), clean(&r.path))
+    format!("http://{}{}", clean(&host), clean(path))
 }
 
 /// `result` read as the reply type of `command`; the error says it does not fit.
@@ -583,6 +598,7 @@ pub(super) fn format_result(
         C::Config(ConfigCommand::Show { .. }) => config_text(&typed(command, r)?),
         C::Events => "Streaming events.\n".to_owned(),
         C::Login => login_link(&typed(command, r)?),
+        C::Overlay => overlay_link(&typed(command, r)?),
     })
 }
 

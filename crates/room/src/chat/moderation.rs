@@ -19,6 +19,16 @@ impl Room {
             hex(&h.as_bytes()[..16])
         })
     }
+    /// The key of the broadcaster's chat overlay (`onionstream ctl overlay`): 32 hex digits
+    /// derived from the room's secret, so it survives restarts and is never stored. It grants
+    /// reading the chat as viewers see it, nothing else.
+    pub fn overlay_key(&self) -> String {
+        hex(&blake3::keyed_hash(&self.inner.key, b"chat overlay key").as_bytes()[..16])
+    }
+    /// Whether `key` is the overlay key (compared in constant time).
+    pub fn is_overlay_key(&self, key: &str) -> bool {
+        bool::from(self.overlay_key().as_bytes().ct_eq(key.as_bytes()))
+    }
     /// Moderates (see [`Moderation`]), for the broadcaster only (with their moderation key).
     pub fn moderate(&self, token: &Token, key: &str, action: Moderation) -> Result<Notice, Notice> {
         let expected = self.moderation_key(token).ok_or(Notice::NotAllowed)?;

@@ -258,6 +258,21 @@ impl Room {
         out.reverse();
         out
     }
+    /// The newest `n` messages everyone may see, oldest first: none hidden, none by a user
+    /// banned now (the broadcaster's chat overlay). Asks for no visitor: it marks no one seen.
+    pub fn public_messages(&self, n: usize) -> Vec<MessageView> {
+        let st = self.lock();
+        let mut out: Vec<MessageView> = st
+            .messages
+            .iter()
+            .rev()
+            .filter(|m| !m.hidden && !st.banned.contains(&m.author))
+            .take(n)
+            .map(|m| self.message_view(m, false))
+            .collect();
+        out.reverse();
+        out
+    }
     pub(super) fn message_view(&self, m: &MessageRecord, author_banned: bool) -> MessageView {
         MessageView {
             id: m.id,

@@ -160,6 +160,31 @@ pub struct Hello {
     pub slow_mode_secs: u32,
 }
 
+/// `hello` on the chat overlay's read-only socket (`GET /overlay/live`): what the overlay
+/// shows now. Only `message`, `removed`, `banned`, `ping` and `pong` frames follow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OverlayHello {
+    pub v: u32,
+    /// Always true: tells this `hello` from a page's.
+    pub overlay: bool,
+    /// Messages newer than `after` (all shown ones without it), oldest first.
+    pub messages: Vec<Message>,
+    /// Ids of every message shown now, oldest first (a resuming overlay drops the others).
+    pub ids: Vec<u64>,
+    /// The overlay shows at most this many messages.
+    pub max_messages: usize,
+    pub ping_interval_ms: u64,
+}
+
+impl OverlayHello {
+    pub fn tagged(self) -> Tagged<OverlayHello> {
+        Tagged {
+            kind: "hello",
+            body: self,
+        }
+    }
+}
+
 /// `hello.limits`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Limits {

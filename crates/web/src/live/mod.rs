@@ -9,8 +9,12 @@
 //! peers, rate of incoming frames, closing with a reason). Must never: decide a chat rule (the
 //! room does, exactly as for the no-JS forms), send one visitor's secrets to another, log a
 //! token or message text, or let one socket's slowness or bad input touch another.
+//!
+//! Also [`overlay`]: the broadcaster's chat overlay's read-only socket (`GET /overlay/live`),
+//! which shares the hub (its shutdown, its rendered message frames) and has a cap of its own.
 
 mod frame;
+mod overlay;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
@@ -28,6 +32,7 @@ use serde::Deserialize;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 pub use frame::{decode_client_frame, ClientFrame, ServerFrame};
+pub use overlay::{overlay_live, MAX_OVERLAY_SOCKETS};
 use session::Session;
 
 use crate::error_page::ErrorPage;
@@ -86,10 +91,12 @@ pub struct LiveHub {
 
 struct HubInner {
     slots: Arc<Semaphore>,
+    /// The chat overlay's sockets ([`MAX_OVERLAY_SOCKETS`]), apart from the pages' slots.
+    overlay_slots: Arc<Semaphore>,
     max_sockets: usize,
     per_visitor: Mutex<HashMap<String, usize>>,
     shutdown: watch::Sender<bool>,
-    /// Sockets open now (a watch, so `close_all` can wait for zero without polling).
+    /// Sockets open now, the overlay's included (a watch, so `close_all` can wait for zero without polling).
     connected: watch::Sender<usize>,
     opened: AtomicU64,
     refused: AtomicU64,
@@ -108,6 +115,7 @@ impl LiveHub {
         LiveHub {
             inner: Arc::new(HubInner {
                 slots: Arc::new(Semaphore::new(max_sockets)),
+                overlay_slots: Arc::new(Semaphore::new(MAX_OVERLAY_SOCKETS)),
                 max_sockets,
                 per_visitor: Mutex::new(HashMap::new()),
                 shutdown: watch::channel(false).0,
@@ -120,7 +128,7 @@ impl LiveHub {
         }
     }
 
-    /// Sockets open now.
+    /// Sockets open now (the chat overlay's included).
     pub fn connected(&self) -> usize {
         *self.inner.connected.borrow()
     }
@@ -171,6 +179,30 @@ impl LiveHub {
         let mut connected = self.inner.connected.subscribe();
         let _ = self.inner.shutdown.send(true);
         let _ = tokio::time::timeout(grace, connected.wait_for(|n| *n == 0)).await;
+    }
+
+    /// A slot for a chat overlay socket, or why not.
+    fn admit_overlay(&self) -> Result<OwnedSemaphorePermit, ErrorPage> {
+        if *self.inner.shutdown.borrow() {
+            return Err(ErrorPage::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is shutting down.",
+            ));
+        }
+        self.inner
+            .overlay_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                ErrorPage::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "The chat overlay is open in {MAX_OVERLAY_SOCKETS} places already; \
+                         close one."
+                    ),
+                )
+            })
     }
 
     fn admit(&self, visitor_id: &str) -> Result<Admission, ErrorPage> {

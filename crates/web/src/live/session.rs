@@ -32,7 +32,7 @@ pub(super) enum End {
     Close(u16, String),
 }
 
-fn shutting_down() -> End {
+pub(super) fn shutting_down() -> End {
     End::Close(close::GOING_AWAY, "The server is shutting down.".into())
 }
 
@@ -51,9 +51,7 @@ pub(super) struct Session {
     users_open: bool,
     last_users: Option<Users>,
     users_due: Instant,
-    /// Incoming frame budget (token bucket).
-    budget: f64,
-    budget_at: Instant,
+    budget: FrameBudget,
     bad_frames: u32,
     heard: Instant,
 }
@@ -71,8 +69,7 @@ impl Session {
             users_open: false,
             last_users: None,
             users_due: now,
-            budget: FRAME_BURST,
-            budget_at: now,
+            budget: FrameBudget::new(),
             bad_frames: 0,
             heard: now,
         }
@@ -92,31 +89,7 @@ impl Session {
                     .await
             }
         };
-        if let End::Close(code, reason) = end {
-            let _ = tokio::time::timeout(
-                SEND_TIMEOUT,
-                socket.send(Message::Close(Some(CloseFrame {
-                    code,
-                    // A close frame holds at most 123 bytes of reason (RFC 6455, 5.5).
-                    reason: reason
-                        .char_indices()
-                        .take_while(|(i, c)| i + c.len_utf8() <= 123)
-                        .map(|(_, c)| c)
-                        .collect::<String>()
-                        .into(),
-                }))),
-            )
-            .await;
-            // Let the client's close frame arrive (and the TCP close be orderly).
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Some(Ok(m)) = socket.recv().await {
-                    if matches!(m, Message::Close(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
+        finish(socket, end).await;
     }
 
     async fn serve(
@@ -453,19 +426,6 @@ impl Session {
         })
     }
 
-    /// Spends one frame of the budget; `false` when it is exhausted.
-    fn spend(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.budget_at).as_secs_f64() * FRAMES_PER_SECOND;
-        self.budget = (self.budget + refill).min(FRAME_BURST);
-        self.budget_at = now;
-        if self.budget < 1.0 {
-            return false;
-        }
-        self.budget -= 1.0;
-        true
-    }
-
     fn bad_frame(&mut self, why: &str) -> Result<Vec<ServerFrame>, End> {
         self.bad_frames += 1;
         if self.bad_frames > MAX_BAD_FRAMES {
@@ -484,7 +444,7 @@ impl Session {
             return Err(End::Gone);
         }
         // Every frame the peer sends costs budget, WebSocket pings included.
-        if !self.spend() {
+        if !self.budget.spend() {
             return Err(End::Close(
                 close::POLICY,
                 "Too many frames; slow down.".into(),
@@ -600,8 +560,68 @@ impl Session {
     }
 }
 
+/// Ends a socket: with `End::Close`, sends the close frame (its reason cut to what a close
+/// frame holds) and lets the client's close frame arrive; with `End::Gone`, nothing.
+pub(super) async fn finish(mut socket: WebSocket, end: End) {
+    let End::Close(code, reason) = end else {
+        return;
+    };
+    let _ = tokio::time::timeout(
+        SEND_TIMEOUT,
+        socket.send(Message::Close(Some(CloseFrame {
+            code,
+            // A close frame holds at most 123 bytes of reason (RFC 6455, 5.5).
+            reason: reason
+                .char_indices()
+                .take_while(|(i, c)| i + c.len_utf8() <= 123)
+                .map(|(_, c)| c)
+                .collect::<String>()
+                .into(),
+        }))),
+    )
+    .await;
+    // Let the client's close frame arrive (and the TCP close be orderly).
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The incoming frame budget of one socket (a token bucket): a burst of [`FRAME_BURST`],
+/// refilled at [`FRAMES_PER_SECOND`].
+pub(super) struct FrameBudget {
+    left: f64,
+    at: Instant,
+}
+
+impl FrameBudget {
+    pub(super) fn new() -> Self {
+        FrameBudget {
+            left: FRAME_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// Spends one frame of the budget; `false` when it is exhausted.
+    pub(super) fn spend(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * FRAMES_PER_SECOND;
+        self.left = (self.left + refill).min(FRAME_BURST);
+        self.at = now;
+        if self.left < 1.0 {
+            return false;
+        }
+        self.left -= 1.0;
+        true
+    }
+}
+
 /// Whether a receive error is the WebSocket layer refusing a frame over [`MAX_FRAME_BYTES`].
-fn too_big(e: &axum::Error) -> bool {
+pub(super) fn too_big(e: &axum::Error) -> bool {
     use std::error::Error;
     use tungstenite::error::{CapacityError, Error as WsError};
     let mut source: Option<&(dyn Error + 'static)> = Some(e);
@@ -620,7 +640,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|_| shutting_down())
 }
 
-async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), ()> {
+pub(super) async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> Result<(), ()> {
     match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
