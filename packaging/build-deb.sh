@@ -10,7 +10,7 @@ cargo build --release --locked -p onionstream
 
 # The packaged config: every key as documented, but the service's data directory and the
 # onion service on (a package is for publishing; `[onion] enabled = false` turns it off).
-mkdir -p target/package
+
 awk '
   BEGIN { section = ""; done_dir = 0; done_onion = 0 }
   /^\[/ { section = $0 }
@@ -22,17 +22,17 @@ awk '
   }
   { print }
   END { if (!done_dir || !done_onion) { print "build-deb: onionstream.toml changed shape" > "/dev/stderr"; exit 1 } }
-' onionstream.toml > target/package/onionstream.toml.body
+' onionstream.toml > target/release/onionstream.toml.body
 {
   echo "# onionstream's settings as the Debian package installs them: every key as documented in"
   echo "# /usr/share/doc/onionstream/README.md, with two packaged values: data_dir is the"
   echo "# service's state directory, and [onion] enabled = true publishes the site on Tor."
   echo "# After a change: systemctl restart onionstream"
   echo "#"
-  cat target/package/onionstream.toml.body
-} > target/package/onionstream.toml
-rm target/package/onionstream.toml.body
+  cat target/release/onionstream.toml.body
+} > target/release/onionstream.toml
+rm target/release/onionstream.toml.body
 # The packaged config must be one the binary takes.
-./target/release/onionstream --config target/package/onionstream.toml print-config >/dev/null
+./target/release/onionstream --config target/release/onionstream.toml print-config >/dev/null
 
-cargo deb --no-build --locked -p onionstream "$@"
+cargo deb --no-build --locked --strip -p onionstream "$@"
