@@ -14,6 +14,8 @@
 //! - [`chat`]: the chat frames and forms (messages, post, appearance, users, moderation),
 //!   captcha and emote images; [`message_text`]: chat text as safe HTML.
 //! - [`live`]: the JavaScript page's one WebSocket (`/live`): chat, status, posts, moderation.
+//! - [`recordings`]: "Past broadcasts": the published recordings' pages and files, served
+//!   with byte ranges (a `<video>` seeks with JavaScript off).
 //! - [`form`]: size-limited form bodies.
 //! - [`error_page`]: every refusal as a small HTML page with a reason.
 //! - [`counters`]: what delivery did, for benchmarks and metrics.
@@ -37,6 +39,7 @@ pub mod message_text;
 pub mod metrics;
 pub mod page;
 pub mod quality;
+pub mod recordings;
 pub mod relay;
 pub mod security;
 pub mod server;
@@ -96,6 +99,9 @@ pub struct AppState {
     /// The origin this server relays, when it is an edge; then `room` and `title` are
     /// unused stand-ins and every room question goes to the origin.
     pub upstream: Option<upstream::Upstream>,
+    /// The recordings, only when `[record] publish` is on (else `/recordings` is a 404);
+    /// only the published ones are ever served.
+    pub recordings: Option<media::recording::Recordings>,
 }
 
 /// All routes, with security headers on every response ([`edge_router`] for an edge).
@@ -125,6 +131,9 @@ pub fn router(state: AppState) -> Router {
         .route("/private/enter", post(gate::enter_private))
         .route("/broadcaster", get(gate::broadcaster))
         .route("/live", get(live::live))
+        .route("/recordings", get(recordings::list))
+        .route("/recordings/{id}", get(recordings::one))
+        .route("/recordings/{id}/video.mp4", get(recordings::video))
         .route(relay::STREAM_PATH, get(relay::stream))
         .route(relay::ACCESS_PATH, get(relay::access))
         .route(

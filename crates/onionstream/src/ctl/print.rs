@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::args::{
-    ChatCommand, ConfigCommand, CtlCommand, EmoteCommand, OnionCtlCommand, SourceCommand,
-    TitleCommand, UserCommand,
+    ChatCommand, ConfigCommand, CtlCommand, EmoteCommand, OnionCtlCommand, RecordCommand,
+    SourceCommand, TitleCommand, UserCommand,
 };
 use super::Failed;
 use crate::console::protocol::{
@@ -365,7 +365,93 @@ fn source_text(r: &SourceState) -> String {
         }
         s.push('\n');
     }
+    if let Some(n) = r.recording_notice.as_deref() {
+        s.push_str(&format!("recording: {}\n", clean(n)));
+    }
     s
+}
+
+/// `12.3 MB` (10^6 bytes, as `[record] max_total_mb` counts).
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1_000_000 {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    } else {
+        format!("{} kB", bytes.div_ceil(1000))
+    }
+}
+
+fn record_state_text(r: &p::RecordState) -> String {
+    let mut s = format!(
+        "recording: {}\n",
+        if r.enabled {
+            "on (every live session is written to disk)"
+        } else {
+            "off"
+        }
+    );
+    if let Some(n) = r.notice.as_deref() {
+        s.push_str(&format!("notice: {}\n", clean(n)));
+    }
+    if let Some(id) = r.current.as_deref() {
+        s.push_str(&format!("now writing: {}\n", clean(id)));
+    }
+    s.push_str(&format!(
+        "kept: {} in {}, {} of at most {} MB, at most {} days\n",
+        plural(r.count as u64, "recording", "recordings"),
+        clean(&r.dir),
+        size_text(r.total_bytes),
+        r.max_total_mb,
+        r.max_age_days
+    ));
+    s.push_str(&format!(
+        "past broadcasts page: {}\n",
+        if r.publish {
+            "on ([record] publish): published recordings are listed at /recordings"
+        } else {
+            "off ([record] publish)"
+        }
+    ));
+    s
+}
+
+fn recording_state_text(r: &p::RecordingInfo) -> String {
+    let state = match r.state.as_str() {
+        "missing" => "file missing".to_owned(),
+        "fragmented" => "fMP4 kept".to_owned(),
+        other => clean(other),
+    };
+    if r.published {
+        format!("{state}, published")
+    } else {
+        state
+    }
+}
+
+fn recordings_text(list: &p::RecordingList) -> String {
+    if list.recordings.is_empty() {
+        return "No recordings.\n".to_owned();
+    }
+    let mut rows = vec![vec![
+        "ID".to_owned(),
+        "STARTED".to_owned(),
+        "DURATION".to_owned(),
+        "SIZE".to_owned(),
+        "STATE".to_owned(),
+    ]];
+    for r in &list.recordings {
+        let mut state = recording_state_text(r);
+        if let Some(n) = r.note.as_deref() {
+            state.push_str(&format!(" ({})", clean(n)));
+        }
+        rows.push(vec![
+            clean(&r.id),
+            media::recording::utc_label(r.started_unix),
+            uptime_text(r.duration_ms / 1000),
+            size_text(r.bytes),
+            state,
+        ]);
+    }
+    table(&rows)
 }
 
 /// A config value: `key = value` for one value, the table as in the config file for a table
@@ -498,6 +584,28 @@ pub(super) fn format_result(
             typed::<p::Restarted>(command, r)?;
             "The source is restarting.\n".to_owned()
         }
+        C::Record { command: sub } => match sub {
+            None | Some(RecordCommand::Show | RecordCommand::On | RecordCommand::Off) => {
+                record_state_text(&typed(command, r)?)
+            }
+            Some(RecordCommand::List) => recordings_text(&typed(command, r)?),
+            Some(RecordCommand::Delete { .. }) => format!(
+                "Deleted recording {}.\n",
+                clean(&typed::<p::RecordingDeleted>(command, r)?.deleted)
+            ),
+            Some(RecordCommand::Publish { .. } | RecordCommand::Unpublish { .. }) => {
+                let rec = typed::<p::RecordingInfo>(command, r)?;
+                format!(
+                    "Recording {} is {}.\n",
+                    clean(&rec.id),
+                    if rec.published {
+                        "published (listed at /recordings when [record] publish is on)"
+                    } else {
+                        "not published"
+                    }
+                )
+            }
+        },
         C::Viewers => {
             let v = typed::<p::ViewerCounts>(command, r)?;
             format!(
