@@ -596,3 +596,26 @@ async fn record_on_and_off_outlive_a_restart_and_publish_off_is_a_404() {
     assert!(recordings(&data).iter().all(|r| state(r) != "recording"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_mode_keeps_outsiders_out_of_past_broadcasts() {
+    let config = "[record]\npublish = true\n\n[private]\nenabled = true\n";
+    let server = Server::start(&[], Some(config)).await;
+    for path in [
+        "/recordings".to_string(),
+        "/recordings/20261207-162813".to_string(),
+        "/recordings/20261207-162813/video.mp4".to_string(),
+    ] {
+        let r = get(server.addr, &format!("{path}?token={VIEWER}")).await;
+        assert_eq!(
+            r.status, 403,
+            "{path}: the private page, as for everything else"
+        );
+        assert!(
+            !r.text().contains("Past broadcasts"),
+            "{path}: {}",
+            r.text()
+        );
+    }
+    server.stop().await;
+}
