@@ -60,8 +60,29 @@ pub async fn run(recordings: Recordings, source: SegmentStore, stop: impl Future
     tokio::pin!(stop);
     let mut enabled = recordings.watch_enabled();
     let mut caps_checked: Option<Instant> = None;
+    // Recordings an earlier run could not remux (stopped or killed): remuxed while nothing
+    // is being recorded.
+    let mut pending = {
+        let lib = recordings.clone();
+        tokio::task::spawn_blocking(move || lib.remux_pending())
+            .await
+            .unwrap_or_default()
+    };
     loop {
         loop {
+            if !(*enabled.borrow() && source.status().online) {
+                if let Some(r) = pending.pop() {
+                    tokio::select! {
+                        () = &mut stop => return,
+                        ended = remux_recording(&recordings, &r.id, REMUX_TIMEOUT) => {
+                            if let Some(e) = ended.filter(|e| e.state == FileState::Finished) {
+                                tracing::info!("recording {}: remuxed to {}", e.id, e.file);
+                            }
+                        }
+                    }
+                    continue;
+                }
+            }
             if caps_checked.is_none_or(|t| t.elapsed() >= CAP_CHECK_IDLE) {
                 caps_checked = Some(Instant::now());
                 let lib = recordings.clone();
@@ -123,7 +144,10 @@ async fn record(
     let lib = recordings.clone();
     let begun = tokio::task::spawn_blocking(move || {
         let (recording, mut file) = lib.begin(SystemTime::now())?;
-        file.write_all(&init_bytes)?;
+        if let Err(e) = file.write_all(&init_bytes) {
+            let _ = lib.discard(&recording.id);
+            return Err(e);
+        }
         io::Result::Ok((recording, file, init_bytes.len() as u64))
     })
     .await;
@@ -285,8 +309,8 @@ async fn finish(
     shutdown: bool,
 ) {
     let id = recording.id.clone();
-    let lib = recordings.clone();
     if !has_media {
+        let lib = recordings.clone();
         let _ = tokio::task::spawn_blocking(move || lib.discard(&id)).await;
         return;
     }
@@ -306,74 +330,104 @@ async fn finish(
             Some("stopped early: the size cap was reached".to_string())
         }
     };
-    let dir = recordings.dir().to_path_buf();
-    let fragmented = dir.join(&recording.file);
-    let finished_name = format!("{id}{FINISHED_SUFFIX}");
-    // A disk that failed a write is not asked to hold a second copy.
-    let remuxed = if note.is_some() {
-        Err("not remuxed after the error".to_string())
+    let limit = if shutdown {
+        REMUX_AT_SHUTDOWN
     } else {
-        let limit = if shutdown {
-            REMUX_AT_SHUTDOWN
-        } else {
-            REMUX_TIMEOUT
-        };
-        remux(
-            &recordings.config().ffmpeg_program,
-            &fragmented,
-            &dir.join(&finished_name),
-            limit,
-        )
-        .await
+        REMUX_TIMEOUT
     };
-    let done = tokio::task::spawn_blocking(move || {
-        let bytes = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        match remuxed {
-            Ok(()) => {
+    let ended = match note {
+        // A disk that failed a write is not asked to hold a second copy.
+        Some(note) => keep_fragmented(recordings, &id, note, false).await,
+        None => remux_recording(recordings, &id, limit).await,
+    };
+    if let Some(r) = ended {
+        tracing::info!(
+            "recording {} ended: {:.0} s, {} KiB{}",
+            r.id,
+            r.duration_ms as f64 / 1000.0,
+            r.bytes / 1024,
+            match r.state {
+                FileState::Finished => String::new(),
+                _ => format!(" (kept as fragmented MP4: {})", r.note.unwrap_or_default()),
+            }
+        );
+    }
+}
+
+/// Remuxes recording `id` (a fragmented file) into `ID.mp4` and lists it finished; when that
+/// fails it stays the fragmented file, with the reason (and, if the time ran out, a remux
+/// at the next start). Returns its line as it ends up.
+async fn remux_recording(recordings: &Recordings, id: &str, limit: Duration) -> Option<Recording> {
+    let current = recordings.get(id)?;
+    let dir = recordings.dir().to_path_buf();
+    let fragmented = dir.join(&current.file);
+    let finished_name = format!("{id}{FINISHED_SUFFIX}");
+    let finished = dir.join(&finished_name);
+    match remux(
+        &recordings.config().ffmpeg_program,
+        &fragmented,
+        &finished,
+        limit,
+    )
+    .await
+    {
+        Ok(()) => {
+            let lib = recordings.clone();
+            let id = id.to_string();
+            tokio::task::spawn_blocking(move || {
                 let _ = std::fs::remove_file(&fragmented);
-                let size = bytes(&dir.join(&finished_name));
-                lib.update(&id, |r| {
+                let size = std::fs::metadata(&finished).map_or(0, |m| m.len());
+                let saved = lib.update(&id, |r| {
                     r.state = FileState::Finished;
                     r.file = finished_name;
                     r.bytes = size;
-                })
-            }
-            Err(why) => {
-                let size = bytes(&fragmented);
-                lib.update(&id, |r| {
-                    r.state = FileState::Fragmented;
-                    r.bytes = size;
-                    r.note = Some(note.unwrap_or(why));
-                })
-            }
+                    r.note = None;
+                    r.remux_pending = false;
+                });
+                if let Err(e) = saved {
+                    tracing::warn!("recordings: cannot save the list: {e}");
+                }
+                lib.get(&id)
+            })
+            .await
+            .ok()
+            .flatten()
         }
-    })
-    .await;
-    match done {
-        Ok(Ok(())) => {
-            let r = recordings
-                .list()
-                .into_iter()
-                .find(|l| l.recording.id == recording.id);
-            if let Some(l) = r {
-                tracing::info!(
-                    "recording {} ended: {:.0} s, {} KiB{}",
-                    l.recording.id,
-                    l.recording.duration_ms as f64 / 1000.0,
-                    l.recording.bytes / 1024,
-                    match l.recording.state {
-                        FileState::Finished => String::new(),
-                        _ => format!(
-                            " (kept as fragmented MP4: {})",
-                            l.recording.note.unwrap_or_default()
-                        ),
-                    }
-                );
-            }
+        Err(Remux::TimedOut(why)) if limit == REMUX_AT_SHUTDOWN => {
+            keep_fragmented(recordings, id, why, true).await
         }
-        Ok(Err(e)) => tracing::warn!("recordings: cannot save the list: {e}"),
-        Err(_) => {}
+        Err(Remux::TimedOut(why) | Remux::Failed(why)) => {
+            keep_fragmented(recordings, id, why, false).await
+        }
     }
+}
+
+/// Lists recording `id` as kept in its fragmented file, saying why.
+async fn keep_fragmented(
+    recordings: &Recordings,
+    id: &str,
+    why: String,
+    retry: bool,
+) -> Option<Recording> {
+    let lib = recordings.clone();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        let file = lib.get(&id)?.file;
+        let size = std::fs::metadata(lib.dir().join(file)).map_or(0, |m| m.len());
+        let saved = lib.update(&id, |r| {
+            r.state = FileState::Fragmented;
+            r.bytes = size;
+            r.note = Some(why);
+            r.remux_pending = retry;
+        });
+        if let Err(e) = saved {
+            tracing::warn!("recordings: cannot save the list: {e}");
+        }
+        lib.get(&id)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// A write error stops recording: one log line, and the notice `ctl` shows.
@@ -431,8 +485,14 @@ pub fn remux_args(input: &Path, output: &Path) -> Vec<String> {
     args
 }
 
+/// Why a remux did not happen (the text goes into the list).
+enum Remux {
+    TimedOut(String),
+    Failed(String),
+}
+
 /// Remuxes `input` into `output` (through `output.part`, renamed when complete).
-async fn remux(program: &Path, input: &Path, output: &Path, limit: Duration) -> Result<(), String> {
+async fn remux(program: &Path, input: &Path, output: &Path, limit: Duration) -> Result<(), Remux> {
     let part = PathBuf::from(format!("{}.part", output.display()));
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(remux_args(input, &part))
@@ -441,22 +501,26 @@ async fn remux(program: &Path, input: &Path, output: &Path, limit: Duration) -> 
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let result = match tokio::time::timeout(limit, cmd.output()).await {
-        Err(_) => Err(format!(
+        Err(_) => Err(Remux::TimedOut(format!(
             "not remuxed: ffmpeg took longer than {} s",
             limit.as_secs()
-        )),
+        ))),
         Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
-            Err("not remuxed: ffmpeg not found".to_string())
+            Err(Remux::Failed("not remuxed: ffmpeg not found".to_string()))
         }
-        Ok(Err(e)) => Err(format!("not remuxed: ffmpeg could not start ({e})")),
+        Ok(Err(e)) => Err(Remux::Failed(format!(
+            "not remuxed: ffmpeg could not start ({e})"
+        ))),
         Ok(Ok(out)) if !out.status.success() => {
             let said = String::from_utf8_lossy(&out.stderr);
             let last = said.lines().last().unwrap_or("").trim();
-            Err(format!("not remuxed: ffmpeg failed ({last})"))
+            Err(Remux::Failed(format!(
+                "not remuxed: ffmpeg failed ({last})"
+            )))
         }
         Ok(Ok(_)) => tokio::fs::rename(&part, output)
             .await
-            .map_err(|e| format!("not remuxed: {e}")),
+            .map_err(|e| Remux::Failed(format!("not remuxed: {e}"))),
     };
     if result.is_err() {
         let _ = tokio::fs::remove_file(&part).await;

@@ -72,6 +72,10 @@ pub struct Recording {
     /// Why it ended early or was not remuxed, when it was.
     #[serde(default)]
     pub note: Option<String>,
+    /// A fragmented file whose remux was cut short (the server stopped): the next start
+    /// remuxes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remux_pending: bool,
 }
 
 /// A recording as listed: with whether its file is still there.
@@ -142,6 +146,7 @@ impl Recordings {
             if r.state == FileState::Recording {
                 r.state = FileState::Fragmented;
                 r.note = Some("the server stopped while recording".into());
+                r.remux_pending = true;
                 if let Ok(m) = fs::metadata(config.dir.join(&r.file)) {
                     r.bytes = m.len();
                 }
@@ -311,9 +316,16 @@ impl Recordings {
             state: FileState::Recording,
             published: false,
             note: None,
+            remux_pending: false,
         };
         st.index.recordings.push(r.clone());
-        self.save(&st)?;
+        if let Err(e) = self.save(&st) {
+            // Not listed, not on disk: as if never begun.
+            st.index.recordings.pop();
+            drop(handle);
+            let _ = fs::remove_file(self.dir().join(&r.file));
+            return Err(e);
+        }
         Ok((r, handle))
     }
 
@@ -333,6 +345,27 @@ impl Recordings {
             change(r);
         }
         self.save(&st)
+    }
+
+    /// The fragmented recordings whose remux was cut short, oldest first.
+    pub fn remux_pending(&self) -> Vec<Recording> {
+        self.lock()
+            .index
+            .recordings
+            .iter()
+            .filter(|r| r.remux_pending && r.state == FileState::Fragmented)
+            .cloned()
+            .collect()
+    }
+
+    /// One recording's line, if it is listed.
+    pub fn get(&self, id: &str) -> Option<Recording> {
+        self.lock()
+            .index
+            .recordings
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
     }
 
     /// Takes out a recording that holds nothing (its file is removed).

@@ -537,7 +537,9 @@ fn open_recordings(
         Ok(recs) => {
             if enabled {
                 tracing::info!(
-                    "recording is on: every live session is written to {} (video and sound,                      not the chat), kept until deleted or capped at {} MB / {} days;                      `onionstream ctl record off` stops it",
+                    "recording is on: every live session is written to {} (video and sound, \
+                     not the chat), kept until deleted or capped at {} MB / {} days; \
+                     `onionstream ctl record off` stops it",
                     dir.display(),
                     config.record.max_total_mb,
                     config.record.max_age_days

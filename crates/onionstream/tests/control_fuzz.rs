@@ -72,7 +72,10 @@ fn valid_requests() -> Vec<Value> {
         ("record.set", json!({"on": false})),
         ("record.list", json!({})),
         ("record.delete", json!({"id": "20261207-162813"})),
-        ("record.publish", json!({"id": "../index.json", "published": true})),
+        (
+            "record.publish",
+            json!({"id": "../index.json", "published": true}),
+        ),
         ("viewers", json!({})),
         ("onion.address", json!({})),
         ("config.show", json!({"key": "chat.min_interval_ms"})),
