@@ -387,19 +387,38 @@ impl Recordings {
         let max_age = self.shared.config.max_age.as_secs();
         let cap = self.shared.config.max_total_bytes;
         let mut deleted = Vec::new();
-        let mut total: u64 = st.index.recordings.iter().map(|r| r.bytes).sum();
+        // A file removed by hand takes no room; its line goes with the age cap.
+        let present: Vec<bool> = st
+            .index
+            .recordings
+            .iter()
+            .map(|r| self.dir().join(&r.file).is_file())
+            .collect();
+        let mut total: u64 = st
+            .index
+            .recordings
+            .iter()
+            .zip(&present)
+            .filter(|(_, p)| **p)
+            .map(|(r, _)| r.bytes)
+            .sum();
         let mut i = 0;
+        let mut k = 0;
         while i < st.index.recordings.len() {
             let r = &st.index.recordings[i];
+            let here = present[k];
+            k += 1;
             let too_old = now_unix.saturating_sub(r.started_unix) > max_age;
-            if r.state != FileState::Recording && (too_old || total > cap) {
+            if r.state != FileState::Recording && (too_old || (here && total > cap)) {
                 let path = self.dir().join(&r.file);
                 if let Err(e) = remove_file_if_there(&path) {
                     tracing::warn!("recordings: cannot delete {}: {e}", path.display());
                     i += 1;
                     continue;
                 }
-                total -= r.bytes.min(total);
+                if here {
+                    total -= r.bytes.min(total);
+                }
                 deleted.push(st.index.recordings.remove(i).id);
             } else {
                 i += 1;
@@ -595,6 +614,22 @@ mod tests {
         let (deleted, over) = lib.enforce_caps(t + 50);
         assert_eq!(deleted, vec![c]);
         assert!(over);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_removed_by_hand_takes_no_room_under_the_size_cap() {
+        let dir = temp_dir("cap-missing");
+        let lib = library(&dir, 1500, 365);
+        let t = 1_796_660_000;
+        let gone = finished(&lib, t, 1000);
+        let kept = finished(&lib, t + 10, 1000);
+        fs::remove_file(dir.join(format!("{gone}{FRAGMENTED_SUFFIX}"))).unwrap();
+        let (deleted, over) = lib.enforce_caps(t + 20);
+        assert!(deleted.is_empty() && !over, "{deleted:?}");
+        assert_eq!(lib.list().len(), 2);
+        assert!(lib.list()[0].missing && !lib.list()[1].missing);
+        assert_eq!(lib.list()[1].recording.id, kept);
         let _ = fs::remove_dir_all(&dir);
     }
 
