@@ -538,6 +538,102 @@ async fn remux(program: &Path, input: &Path, output: &Path, limit: Duration) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recording::RecordingsConfig;
+    use crate::store::StoreConfig;
+
+    #[tokio::test]
+    async fn without_ffmpeg_a_recording_is_kept_fragmented_from_zero_and_the_list_says_why() {
+        let dir = std::env::temp_dir().join(format!("onionstream-recorder-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let recordings = Recordings::open(
+            RecordingsConfig {
+                dir: dir.clone(),
+                max_total_bytes: u64::MAX,
+                max_age: Duration::from_secs(86_400),
+                ffmpeg_program: "/nonexistent/ffmpeg".into(),
+            },
+            true,
+        )
+        .unwrap();
+        // A store holding three laps of the demo clip, as if they had just arrived.
+        let store = SegmentStore::new(StoreConfig {
+            retention: Duration::from_secs(600),
+            ..StoreConfig::default()
+        });
+        let clip = crate::source::demo::DemoClip::load();
+        let mut ingest = store.ingest();
+        ingest.init(clip.init.bytes.clone()).unwrap();
+        for lap in 0..3 {
+            for (i, f) in clip.fragments.iter().enumerate() {
+                ingest.fragment(clip.moof(lap, i), f.mdat.clone()).unwrap();
+            }
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(recordings.clone(), store.clone(), async move {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !recordings
+            .list()
+            .iter()
+            .any(|l| l.recording.duration_ms >= 2000)
+        {
+            assert!(Instant::now() < deadline, "nothing recorded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        recordings.set_enabled(false);
+        let kept = loop {
+            let listed = recordings.list();
+            if let Some(l) = listed
+                .iter()
+                .find(|l| l.recording.state == FileState::Fragmented)
+            {
+                break l.recording.clone();
+            }
+            assert!(Instant::now() < deadline, "not closed: {listed:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(kept.note.as_deref(), Some("not remuxed: ffmpeg not found"));
+        assert!(!kept.remux_pending);
+        // The file: the init segment, then fragments re-timed to start at zero, in order.
+        let bytes = std::fs::read(dir.join(&kept.file)).unwrap();
+        assert_eq!(bytes.len() as u64, kept.bytes);
+        let parts = StreamSplitter::split_all(&bytes).unwrap();
+        let StreamPart::Init(init) = &parts[0] else {
+            panic!("the file starts with its init segment")
+        };
+        let init = InitSegment::parse(init.clone()).unwrap();
+        let mut end = 0;
+        let mut track_ends = std::collections::HashMap::new();
+        for (n, part) in parts[1..].iter().enumerate() {
+            let StreamPart::Fragment { moof, mdat } = part else {
+                panic!("one init segment only")
+            };
+            let f = Fragment::parse(moof.clone(), mdat.clone(), &init).unwrap();
+            if n == 0 {
+                assert!(f.keyframe, "it starts at a keyframe");
+                assert!(
+                    f.start_ns() < 1_000_000,
+                    "it starts at zero: {}",
+                    f.start_ns()
+                );
+            }
+            for run in &f.runs {
+                let before = track_ends.insert(run.track_id, run.end_ns()).unwrap_or(0);
+                assert!(
+                    run.start_ns() >= before - 1_000_000,
+                    "track {} in order: {} after {before}",
+                    run.track_id,
+                    run.start_ns()
+                );
+            }
+            end = end.max(f.end_ns());
+        }
+        assert!((end / 1_000_000 - kept.duration_ms as i128).abs() < 50);
+        let _ = stop.send(());
+        task.await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_remux_copies_streams_into_a_plain_mp4_with_its_index_first() {
