@@ -31,7 +31,7 @@ pub const IDLE_END: Duration = Duration::from_secs(30);
 /// Fragments waiting for the writer thread; beyond, the recorder stops pulling and its
 /// cursor falls behind (then skips forward).
 const WRITE_QUEUE: usize = 64;
-/// How often the caps are looked at while recording.
+/// How often the caps are looked at, and the list saved, while recording.
 const CAP_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// How often the caps are looked at while nothing is recorded (the age cap moves with time).
 const CAP_CHECK_IDLE: Duration = Duration::from_secs(3600);
@@ -271,6 +271,8 @@ fn write_file(
         recordings.progress(id, written, piece.end_ms);
         if last_cap_check.elapsed() >= CAP_CHECK_EVERY {
             last_cap_check = Instant::now();
+            // Best effort: a full disk shows in the next write of the file itself.
+            let _ = recordings.save_now();
             if caps(recordings) {
                 let _ = file.sync_all();
                 return WriteEnd::OverCap;

@@ -338,6 +338,12 @@ impl Recordings {
         }
     }
 
+    /// Saves the list as it is (with the size and duration written so far), so a server
+    /// killed while recording leaves a line that says about how much it holds.
+    pub fn save_now(&self) -> io::Result<()> {
+        self.save(&self.lock())
+    }
+
     /// Changes one recording's line (its end: state, file, note) and saves the list.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Recording)) -> io::Result<()> {
         let mut st = self.lock();
