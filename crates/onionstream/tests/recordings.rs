@@ -570,7 +570,15 @@ async fn record_on_and_off_outlive_a_restart_and_publish_off_is_a_404() {
     let shown = ctl_ok(&data, &["record", "on"]);
     assert!(shown.contains("recording: on"), "{shown}");
     let id = wait_writing(&server, &data).await;
-    server.stop().await;
+    let mut server = server;
+    let status = server.terminate().await.expect("it stops");
+    assert!(status.success(), "{status:?}");
+    let log = server.log();
+    assert!(
+        log.contains(&format!("recording {id} ended")) && !log.contains("did not end within"),
+        "the recorder closed its file within the shutdown:\n{log}"
+    );
+    drop(server);
     // Stopping closed the file: finished, or kept as a playable fragmented MP4.
     let server = Server::start(&["--data-dir", &d], None).await;
     let shown = ctl_ok(&data, &["record"]);
