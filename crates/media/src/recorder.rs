@@ -235,15 +235,23 @@ async fn record(
         .await
         .unwrap_or_else(|_| WriteEnd::Failed(io::Error::other("the writer thread panicked")));
     let shutdown = ended == Ended::Shutdown;
-    finish(
+    let finishing = finish(
         recordings,
         &recording,
         write_end,
         first_ns.is_some(),
         shutdown,
-    )
-    .await;
-    ended
+    );
+    if shutdown {
+        finishing.await;
+        return ended;
+    }
+    // A long remux is not waited for when the server stops: ffmpeg is killed, the file
+    // stays as written (it plays), and the next start lists it and remuxes it.
+    tokio::select! {
+        () = finishing => ended,
+        () = &mut *stop => Ended::Shutdown,
+    }
 }
 
 /// The writer thread: appends each fragment to the file, keeps the list's size and duration
@@ -311,11 +319,6 @@ async fn finish(
     shutdown: bool,
 ) {
     let id = recording.id.clone();
-    if !has_media {
-        let lib = recordings.clone();
-        let _ = tokio::task::spawn_blocking(move || lib.discard(&id)).await;
-        return;
-    }
     let note = match write_end {
         WriteEnd::Closed => None,
         WriteEnd::Failed(e) => {
@@ -332,6 +335,11 @@ async fn finish(
             Some("stopped early: the size cap was reached".to_string())
         }
     };
+    if !has_media {
+        let lib = recordings.clone();
+        let _ = tokio::task::spawn_blocking(move || lib.discard(&id)).await;
+        return;
+    }
     let limit = if shutdown {
         REMUX_AT_SHUTDOWN
     } else {
