@@ -385,6 +385,11 @@ async fn remux_recording(recordings: &Recordings, id: &str, limit: Duration) -> 
             let lib = recordings.clone();
             let id = id.to_string();
             tokio::task::spawn_blocking(move || {
+                if lib.get(&id).is_none() {
+                    // Deleted (ctl record delete) while it was remuxed: nothing is left.
+                    let _ = std::fs::remove_file(&finished);
+                    return None;
+                }
                 let _ = std::fs::remove_file(&fragmented);
                 let size = std::fs::metadata(&finished).map_or(0, |m| m.len());
                 let saved = lib.update(&id, |r| {
