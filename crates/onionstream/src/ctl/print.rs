@@ -805,6 +805,59 @@ mod tests {
     }
 
     #[test]
+    fn recordings_read_as_a_table_that_says_what_each_file_is() {
+        let fmt = |args: &[&str], r: Value| format_result(&parse(args).command, &r, NOW).unwrap();
+        let rec = |id: &str, state: &str, published: bool, note: Value| {
+            json!({"id": id, "started_unix": 1_796_660_893u64, "duration_ms": 3_723_000u64,
+                "bytes": 12_345_678u64, "file": format!("{id}.mp4"), "state": state,
+                "published": published, "note": note})
+        };
+        let table = fmt(
+            &["record", "list"],
+            json!({"recordings": [
+                rec("20261207-162813", "finished", true, Value::Null),
+                rec("20261207-172813", "fragmented", false, json!("stopped early: the disk is full")),
+                rec("20261207-182813", "missing", false, Value::Null),
+                rec("20261207-192813", "recording", false, Value::Null),
+            ]}),
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(
+            lines[0].starts_with("ID") && lines[0].contains("STATE"),
+            "{table}"
+        );
+        assert!(
+            lines[1].contains("2026-12-07 16:28 UTC")
+                && lines[1].contains("1h 02m 03s")
+                && lines[1].contains("12.3 MB")
+                && lines[1].ends_with("finished, published"),
+            "{table}"
+        );
+        assert!(
+            lines[2].ends_with("fMP4 kept (stopped early: the disk is full)"),
+            "{table}"
+        );
+        assert!(lines[3].ends_with("file missing"), "{table}");
+        assert!(lines[4].ends_with("recording"), "{table}");
+        assert_eq!(
+            fmt(&["record", "list"], json!({"recordings": []})),
+            "No recordings.\n"
+        );
+        let shown = fmt(
+            &["record"],
+            json!({"enabled": false, "notice": "recording 1 stopped: the disk is full",
+                "dir": "/d/recordings", "current": null, "count": 2, "total_bytes": 1_500_000u64,
+                "max_total_mb": 4096u64, "max_age_days": 30u64, "publish": false}),
+        );
+        assert!(
+            shown.starts_with("recording: off\nnotice: recording 1 stopped: the disk is full\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("2 recordings in /d/recordings, 1.5 MB of at most 4096 MB"));
+    }
+
+    #[test]
     fn other_results_read_well() {
         let fmt = |args: &[&str], r: Value| format_result(&parse(args).command, &r, NOW).unwrap();
         assert_eq!(
