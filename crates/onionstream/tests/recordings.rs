@@ -692,3 +692,34 @@ async fn a_recording_cut_by_kill_9_plays_and_is_remuxed_at_the_next_start() {
     assert!(!cut.exists(), "the fragmented file was replaced");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_forwards_past_broadcasts_and_their_byte_ranges_to_the_origin() {
+    let config = "[record]\nenabled = true\npublish = true\n\n[renditions]\nenabled = false\n";
+    let (data, origin, edge) = origin_and_edge("recordings-edge", Some(config)).await;
+    let id = wait_writing(&origin, &data).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ctl_ok(&data, &["record", "off"]);
+    let list = wait_list(&origin, &data, "closed", Duration::from_secs(30), |l| {
+        l.iter().all(|r| state(r) != "recording")
+    })
+    .await;
+    ctl_ok(&data, &["record", "publish", &id]);
+    let bytes = std::fs::read(recording_file(&data, &list[0])).unwrap();
+    let page = get(edge.addr, &format!("/recordings?token={VIEWER}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains(&format!("/recordings/{id}?token=")),
+        "{}",
+        page.text()
+    );
+    let video = format!("/recordings/{id}/video.mp4?token={VIEWER}");
+    let r = get_with(edge.addr, &video, &[("Range", "bytes=100-199")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, bytes[100..200]);
+    let whole = get(edge.addr, &video).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, bytes, "the whole file through the edge");
+    edge.stop().await;
+    origin.stop().await;
+}
