@@ -201,6 +201,7 @@ async fn record(
                 );
             }
             skipped += jumps;
+            recordings.skipped(&id, skipped);
         }
         splitter.push(&chunk);
         loop {

@@ -72,6 +72,10 @@ pub struct Recording {
     /// Why it ended early or was not remuxed, when it was.
     #[serde(default)]
     pub note: Option<String>,
+    /// Times the recorder was moved forward because the disk could not keep up (the media
+    /// in between is not in the file).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skips: u64,
     /// A fragmented file whose remux was cut short (the server stopped): the next start
     /// remuxes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -316,6 +320,7 @@ impl Recordings {
             state: FileState::Recording,
             published: false,
             note: None,
+            skips: 0,
             remux_pending: false,
         };
         st.index.recordings.push(r.clone());
@@ -335,6 +340,15 @@ impl Recordings {
         if let Some(r) = st.index.recordings.iter_mut().find(|r| r.id == id) {
             r.bytes = bytes;
             r.duration_ms = duration_ms;
+        }
+    }
+
+    /// Counts the times recording `id` skipped forward (kept in memory; saved with the next
+    /// save of the list).
+    pub fn skipped(&self, id: &str, skips: u64) {
+        let mut st = self.lock();
+        if let Some(r) = st.index.recordings.iter_mut().find(|r| r.id == id) {
+            r.skips = skips;
         }
     }
 
@@ -448,6 +462,10 @@ impl Recordings {
         f.sync_all()?;
         fs::rename(&tmp, &path)
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn find(st: &State, id: &str) -> Result<usize, RecordingError> {

@@ -475,6 +475,9 @@ pub struct RecordingInfo {
     pub published: bool,
     /// Why it ended early or was not remuxed.
     pub note: Option<String>,
+    /// Times the recorder skipped forward because the disk could not keep up.
+    #[serde(default)]
+    pub skips: u64,
 }
 
 /// `record.delete`.

@@ -599,6 +599,7 @@ fn recording_info(l: media::recording::Listed) -> p::RecordingInfo {
         state: state.into(),
         published: r.published,
         note: r.note,
+        skips: r.skips,
     }
 }
 

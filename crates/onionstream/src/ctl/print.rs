@@ -443,6 +443,12 @@ fn recordings_text(list: &p::RecordingList) -> String {
         if let Some(n) = r.note.as_deref() {
             state.push_str(&format!(" ({})", clean(n)));
         }
+        if r.skips > 0 {
+            state.push_str(&format!(
+                " ({}: the disk could not keep up)",
+                plural(r.skips, "skip", "skips")
+            ));
+        }
         rows.push(vec![
             clean(&r.id),
             media::recording::utc_label(r.started_unix),
@@ -840,6 +846,13 @@ mod tests {
         );
         assert!(lines[3].ends_with("file missing"), "{table}");
         assert!(lines[4].ends_with("recording"), "{table}");
+        let mut skipping = rec("20261207-202813", "finished", false, Value::Null);
+        skipping["skips"] = json!(2);
+        let table = fmt(&["record", "list"], json!({"recordings": [skipping]}));
+        assert!(
+            table.contains("finished (2 skips: the disk could not keep up)"),
+            "{table}"
+        );
         assert_eq!(
             fmt(&["record", "list"], json!({"recordings": []})),
             "No recordings.\n"
