@@ -128,10 +128,17 @@ struct Shared {
 }
 
 impl Recordings {
-    /// Opens (or makes) the directory and reads the list. A recording an earlier run left in
-    /// the middle (killed) is listed as a kept fragmented MP4; a half-made remux is removed.
+    /// Opens the directory (made now only when recording is on: a server that never records
+    /// leaves nothing on disk) and reads the list. A recording an earlier run left in the
+    /// middle (killed) is listed as a kept fragmented MP4, to be remuxed; a half-made remux
+    /// is removed.
     pub fn open(config: RecordingsConfig, enabled: bool) -> io::Result<Recordings> {
-        make_private_dir(&config.dir)?;
+        // Nothing is made on disk for a server that never records (the directory would say
+        // that recording was considered); one that records finds out now if it cannot.
+        let make = enabled || config.dir.is_dir();
+        if make {
+            make_private_dir(&config.dir)?;
+        }
         let index_path = config.dir.join(INDEX_FILE);
         let mut index = match fs::read(&index_path) {
             Ok(bytes) => serde_json::from_slice::<Index>(&bytes).map_err(|e| {
@@ -174,7 +181,9 @@ impl Recordings {
                 enabled,
             }),
         };
-        recordings.save(&recordings.lock())?;
+        if make {
+            recordings.save(&recordings.lock())?;
+        }
         Ok(recordings)
     }
 
@@ -654,6 +663,17 @@ mod tests {
         assert_eq!(lib.list().len(), 2);
         assert!(lib.list()[0].missing && !lib.list()[1].missing);
         assert_eq!(lib.list()[1].recording.id, kept);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn nothing_is_made_on_disk_until_something_is_recorded() {
+        let dir = temp_dir("lazy");
+        let lib = library(&dir, u64::MAX, 365);
+        assert!(!dir.exists(), "recording off: no directory");
+        assert!(lib.list().is_empty());
+        let (_, _f) = lib.begin(SystemTime::now()).unwrap();
+        assert!(dir.join(INDEX_FILE).is_file());
         let _ = fs::remove_dir_all(&dir);
     }
 

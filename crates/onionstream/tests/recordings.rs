@@ -567,6 +567,10 @@ async fn record_on_and_off_outlive_a_restart_and_publish_off_is_a_404() {
             .status,
         404
     );
+    assert!(
+        !data.join("recordings").exists(),
+        "a server that does not record leaves no recordings directory"
+    );
     let shown = ctl_ok(&data, &["record", "on"]);
     assert!(shown.contains("recording: on"), "{shown}");
     let id = wait_writing(&server, &data).await;
