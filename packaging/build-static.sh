@@ -14,5 +14,6 @@ if ! command -v musl-gcc >/dev/null; then
   echo "build-static: no musl C compiler: apt-get install musl-tools" >&2
   exit 1
 fi
-cargo build --release --locked --target "$target" -p onionstream
+# Stripped: the release profile keeps line tables for backtraces, which a download need not carry.
+CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked --target "$target" -p onionstream
 echo "target/$target/release/onionstream"

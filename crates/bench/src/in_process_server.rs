@@ -38,6 +38,7 @@ pub async fn in_process_server_with(
         live: web::LiveHub::new(100_000),
         relay: web::relay::Relay::disabled(),
         upstream: None,
+        recordings: None,
     };
     tokio::spawn(web::serve(
         listener,

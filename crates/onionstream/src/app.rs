@@ -164,6 +164,13 @@ impl App {
             (is_origin && data_dir_usable).then(|| room::edges::EdgeKeys::new(&data_dir));
         let relay = web::relay::Relay::new(relay_keys.clone());
         let upstream_for_onion = upstream.clone();
+        let recordings = (is_origin && data_dir_usable)
+            .then(|| open_recordings(&config, &data_dir))
+            .flatten();
+        if let Some(recs) = &recordings {
+            let (recs, store) = (recs.clone(), store.clone());
+            shutdown.spawn_graceful(move |stop| media::recorder::run(recs, store, stop));
+        }
         let state = web::AppState {
             config: Arc::new(config.web_config()),
             store: store.clone(),
@@ -175,6 +182,7 @@ impl App {
             live: live.clone(),
             relay: relay.clone(),
             upstream: upstream.clone(),
+            recordings: recordings.clone().filter(|_| config.record.publish),
         };
         // An edge's link and viewer reports: started below, once its tor can reach an onion
         // origin (trying before would only log failures).
@@ -227,6 +235,7 @@ impl App {
                     events,
                     relay: relay.clone(),
                     listen: local,
+                    recordings: recordings.clone(),
                 };
                 match console::server::serve(console, &shutdown).await {
                     Ok(path) => Some(path),
@@ -511,6 +520,39 @@ async fn announce_onion(
         }
         if status.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// The recordings (`[record]`): their directory and list, switched on or off as the console
+/// last said (`DATA_DIR/record-switch`), else as the config says. `None` (logged): the
+/// directory cannot be used, and nothing is recorded.
+fn open_recordings(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> Option<media::recording::Recordings> {
+    let enabled = crate::record_switch::read(data_dir).unwrap_or(config.record.enabled);
+    let dir = config.recordings_dir();
+    match media::recording::Recordings::open(config.recordings_config(), enabled) {
+        Ok(recs) => {
+            if enabled {
+                tracing::info!(
+                    "recording is on: every live session is written to {} (video and sound, \
+                     not the chat), kept until deleted or capped at {} MB / {} days; \
+                     `onionstream ctl record off` stops it",
+                    dir.display(),
+                    config.record.max_total_mb,
+                    config.record.max_age_days
+                );
+            }
+            Some(recs)
+        }
+        Err(e) => {
+            tracing::error!(
+                "recordings directory {} is not usable ({e}); nothing will be recorded",
+                dir.display()
+            );
+            None
         }
     }
 }

@@ -39,7 +39,12 @@ Files in the data directory:
               keys are the onion address (back it up to keep the address)
   edges.json  the edges allowed to relay the stream (hashes of their keys; onionstream edge)
   balance/    the Onionbalance front key and its config ([balance]): back up front.key to
-              keep the front address";
+              keep the front address
+  recordings/ with [record] enabled or `ctl record on` only: each live session's video and
+              sound (never the chat) as an MP4, and index.json listing them: evidence on
+              disk, kept until `ctl record delete ID` or the caps of [record] ([record] dir
+              puts them elsewhere)
+  record-switch  what `ctl record on|off` last said (wins over [record] enabled)";
 
 fn source_long_help() -> String {
     format!(

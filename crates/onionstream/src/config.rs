@@ -35,6 +35,38 @@ pub struct Config {
     pub origin: OriginSection,
     pub balance: BalanceConfig,
     pub renditions: RenditionsConfig,
+    pub record: RecordConfig,
+}
+
+/// Recordings of live sessions (`media::recorder`): off by default. A recording is evidence
+/// on disk (video and sound, never the chat) until deleted or capped.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Record every live session. `onionstream ctl record on|off` overrides this, and is
+    /// kept across restarts (`DATA_DIR/record-switch`).
+    pub enabled: bool,
+    /// Where recordings go. Empty: `DATA_DIR/recordings`.
+    pub dir: PathBuf,
+    /// Recordings together may take this many MB (10^6 bytes); the oldest are deleted beyond.
+    pub max_total_mb: u64,
+    /// Recordings older than this many days are deleted.
+    pub max_age_days: u64,
+    /// A "Past broadcasts" page for viewers (`/recordings`) listing the recordings the
+    /// broadcaster published (`onionstream ctl record publish ID`).
+    pub publish: bool,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            enabled: false,
+            dir: PathBuf::new(),
+            max_total_mb: 4096,
+            max_age_days: 30,
+            publish: false,
+        }
+    }
 }
 
 /// The quality ladder: renditions made from the source for slow circuits (`media::rendition`).
@@ -373,6 +405,7 @@ impl Default for Config {
             origin: OriginSection::default(),
             balance: BalanceConfig::default(),
             renditions: RenditionsConfig::default(),
+            record: RecordConfig::default(),
         }
     }
 }
@@ -453,6 +486,22 @@ impl Config {
             ("renditions.low_video_kbps", r.low_video_kbps, 32..=8000),
             ("renditions.low_audio_kbps", r.low_audio_kbps, 16..=320),
             ("renditions.audio_kbps", r.audio_kbps, 16..=320),
+        ] {
+            if !range.contains(&v) {
+                return Err(format!(
+                    "{key} ({v}) must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        for (key, v, range) in [
+            (
+                "record.max_total_mb",
+                self.record.max_total_mb,
+                10..=100_000_000,
+            ),
+            ("record.max_age_days", self.record.max_age_days, 1..=36_500),
         ] {
             if !range.contains(&v) {
                 return Err(format!(
@@ -741,6 +790,24 @@ impl Config {
         }
     }
 
+    /// Where recordings go: `record.dir`, else `DATA_DIR/recordings`.
+    pub fn recordings_dir(&self) -> PathBuf {
+        if self.record.dir.as_os_str().is_empty() {
+            self.data_dir().join("recordings")
+        } else {
+            self.record.dir.clone()
+        }
+    }
+
+    pub fn recordings_config(&self) -> media::recording::RecordingsConfig {
+        media::recording::RecordingsConfig {
+            dir: self.recordings_dir(),
+            max_total_bytes: self.record.max_total_mb.saturating_mul(1_000_000),
+            max_age: Duration::from_secs(self.record.max_age_days.saturating_mul(86_400)),
+            ffmpeg_program: self.ffmpeg.program.clone(),
+        }
+    }
+
     pub fn source_options(&self) -> media::source::SourceOptions {
         media::source::SourceOptions {
             ffmpeg_program: Some(self.ffmpeg.program.clone()),
@@ -799,6 +866,13 @@ mod tests {
         assert!(e.contains("webcam"), "{e}");
         let e = Config::parse("[delivery]\nstart_behind_ms = 9000\n").unwrap_err();
         assert!(e.contains("max_behind_ms"), "{e}");
+        let e = Config::parse("[record]\nmax_total_mb = 1\n").unwrap_err();
+        assert!(
+            e.contains("record.max_total_mb (1) must be between 10"),
+            "{e}"
+        );
+        let e = Config::parse("[record]\nmax_age_days = 0\n").unwrap_err();
+        assert!(e.contains("record.max_age_days"), "{e}");
     }
 
     #[test]

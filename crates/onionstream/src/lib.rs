@@ -12,6 +12,7 @@ mod config;
 mod console;
 mod ctl;
 mod memory;
+mod record_switch;
 mod shutdown;
 mod source_task;
 mod title_file;

@@ -38,6 +38,17 @@ impl Shutdown {
         });
     }
 
+    /// Runs a task that ends by itself once told: `task` gets the signal (a future that
+    /// resolves when the shutdown begins) and is not dropped then, so it can finish what it
+    /// writes (a recording's file). It is waited for like the others, within the grace.
+    pub fn spawn_graceful<F, T>(&self, task: T)
+    where
+        T: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task(Box::pin(self.begun())));
+    }
+
     /// Begins the shutdown: every task hears it.
     pub fn begin(&self) {
         self.signal.cancel();

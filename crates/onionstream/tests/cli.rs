@@ -20,6 +20,8 @@ fn help_documents_every_flag_source_and_ffmpeg_command() {
         "ffmpeg:file:PATH",
         "rtmp",
         "title.txt",
+        "recordings/",
+        "record-switch",
         "print-config",
         "sources",
         "frag_keyframe",

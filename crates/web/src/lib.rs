@@ -16,6 +16,8 @@
 //! - [`live`]: the JavaScript page's one WebSocket (`/live`): chat, status, posts, moderation;
 //!   and the chat overlay's read-only socket (`/overlay/live`).
 //! - [`overlay`]: the broadcaster's key-protected chat overlay for OBS (`/overlay?key=`).
+//! - [`recordings`]: "Past broadcasts": the published recordings' pages and files, served
+//!   with byte ranges (a `<video>` seeks with JavaScript off).
 //! - [`form`]: size-limited form bodies.
 //! - [`error_page`]: every refusal as a small HTML page with a reason.
 //! - [`counters`]: what delivery did, for benchmarks and metrics.
@@ -40,6 +42,7 @@ pub mod metrics;
 pub mod overlay;
 pub mod page;
 pub mod quality;
+pub mod recordings;
 pub mod relay;
 pub mod security;
 pub mod server;
@@ -99,6 +102,9 @@ pub struct AppState {
     /// The origin this server relays, when it is an edge; then `room` and `title` are
     /// unused stand-ins and every room question goes to the origin.
     pub upstream: Option<upstream::Upstream>,
+    /// The recordings, only when `[record] publish` is on (else `/recordings` is a 404);
+    /// only the published ones are ever served.
+    pub recordings: Option<media::recording::Recordings>,
 }
 
 /// All routes, with security headers on every response ([`edge_router`] for an edge).
@@ -130,6 +136,9 @@ pub fn router(state: AppState) -> Router {
         .route("/live", get(live::live))
         .route("/overlay", get(overlay::page))
         .route("/overlay/live", get(live::overlay_live))
+        .route("/recordings", get(recordings::list))
+        .route("/recordings/{id}", get(recordings::one))
+        .route("/recordings/{id}/video.mp4", get(recordings::video))
         .route(relay::STREAM_PATH, get(relay::stream))
         .route(relay::ACCESS_PATH, get(relay::access))
         .route(

@@ -109,6 +109,8 @@ struct PageTemplate<'a> {
     hls_src: String,
     /// The broadcaster's slow mode menu (seconds, label); the script selects the current one.
     slow_choices: Vec<(u32, String)>,
+    /// Link to "Past broadcasts" (`[record] publish` is on and something is published).
+    past_broadcasts: bool,
 }
 
 #[derive(Template)]
@@ -165,7 +167,17 @@ pub async fn home(
         format!("/hls/{}/stream.m3u8?token={token}", rendition.name)
     };
     let offers = crate::quality::offers(&app.ladder, rendition.name);
+    let past_broadcasts = match app.recordings.is_some() {
+        true => {
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || crate::recordings::any_published(&app))
+                .await
+                .unwrap_or(false)
+        }
+        false => false,
+    };
     let page = render(PageTemplate {
+        past_broadcasts,
         title: &title,
         token: visitor.token.secret(),
         online: status.online,

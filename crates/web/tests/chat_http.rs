@@ -49,6 +49,7 @@ async fn start_with(config: RoomConfig, live: bool) -> TestServer {
         live: web::LiveHub::new(100),
         relay: web::relay::Relay::disabled(),
         upstream: None,
+        recordings: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

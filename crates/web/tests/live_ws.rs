@@ -56,6 +56,7 @@ async fn start_with(config: RoomConfig, max_live_sockets: usize) -> TestServer {
         live: live.clone(),
         relay: web::relay::Relay::disabled(),
         upstream: None,
+        recordings: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

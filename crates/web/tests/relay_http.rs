@@ -44,6 +44,7 @@ async fn origin(live: bool) -> Origin {
         live: web::LiveHub::new(100),
         relay: web::relay::Relay::new(Some(keys.clone())),
         upstream: None,
+        recordings: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -105,6 +105,21 @@ pub enum Request {
     SourceShow {},
     #[serde(rename = "source.restart")]
     SourceRestart {},
+    #[serde(rename = "record.show")]
+    RecordShow {},
+    #[serde(rename = "record.set")]
+    RecordSet { enabled: bool },
+    #[serde(rename = "record.list")]
+    RecordList {},
+    #[serde(rename = "record.delete")]
+    RecordDelete { id: String },
+    #[serde(rename = "record.publish")]
+    RecordPublish {
+        id: String,
+        /// false takes it off the viewers' page; true when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        published: Option<bool>,
+    },
     #[serde(rename = "viewers")]
     Viewers {},
     #[serde(rename = "edges")]
@@ -119,7 +134,7 @@ pub enum Request {
 
 impl Request {
     /// Every command name, as `cmd` spells it.
-    pub const NAMES: [&'static str; 33] = [
+    pub const NAMES: [&'static str; 38] = [
         "hello",
         "login",
         "overlay",
@@ -147,6 +162,11 @@ impl Request {
         "emote.reload",
         "source.show",
         "source.restart",
+        "record.show",
+        "record.set",
+        "record.list",
+        "record.delete",
+        "record.publish",
         "viewers",
         "edges",
         "onion.address",
@@ -428,6 +448,9 @@ pub struct SourceState {
     /// The renditions made from the source (the quality ladder), if any.
     #[serde(default)]
     pub renditions: Vec<RenditionState>,
+    /// Why recording stopped by itself (a full disk, the size cap), if it did.
+    #[serde(default)]
+    pub recording_notice: Option<String>,
 }
 
 /// One made rendition in `source.show`.
@@ -448,6 +471,59 @@ pub struct RenditionState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Restarted {
     pub restarted: bool,
+}
+
+/// `record.show`, `record.set`: whether sessions are recorded, and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordState {
+    pub enabled: bool,
+    /// Why recording stopped by itself (a full disk, the size cap), until switched on again.
+    pub notice: Option<String>,
+    /// The recordings directory.
+    pub dir: String,
+    /// The id of the recording being written now.
+    pub current: Option<String>,
+    /// Recordings kept, and their bytes together.
+    pub count: usize,
+    pub total_bytes: u64,
+    pub max_total_mb: u64,
+    pub max_age_days: u64,
+    /// Whether the viewers' "Past broadcasts" page is on (`[record] publish`).
+    pub publish: bool,
+}
+
+/// `record.list`: oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingList {
+    pub recordings: Vec<RecordingInfo>,
+}
+
+/// One recording (`record.list`, `record.publish`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingInfo {
+    pub id: String,
+    /// Unix time of its start, seconds.
+    pub started_unix: u64,
+    pub duration_ms: u64,
+    pub bytes: u64,
+    /// Its file inside the recordings directory.
+    pub file: String,
+    /// `recording` (being written), `finished` (a plain MP4), `fragmented` (kept as the
+    /// fragmented MP4 it was written as), `missing` (its file was removed by hand).
+    pub state: String,
+    /// Listed on the viewers' "Past broadcasts" page.
+    pub published: bool,
+    /// Why it ended early or was not remuxed.
+    pub note: Option<String>,
+    /// Times the recorder skipped forward because the disk could not keep up.
+    #[serde(default)]
+    pub skips: u64,
+}
+
+/// `record.delete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingDeleted {
+    pub deleted: String,
 }
 
 /// `viewers`.
@@ -564,7 +640,8 @@ mod tests {
     #[test]
     fn every_command_name_parses_and_round_trips() {
         let args = json!({"title": "t", "text": "x", "ids": [1], "user": "abc", "enabled": true,
-            "tripcode": "Ab3dEf9_", "list": "ban", "entry": "w", "key": "chat", "secs": 60});
+            "tripcode": "Ab3dEf9_", "list": "ban", "entry": "w", "key": "chat", "secs": 60,
+            "id": "20261207-162813"});
         for name in Request::NAMES.iter().filter(|n| !n.is_empty()) {
             let r = Request::parse(name, Some(args.clone()))
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));

@@ -46,6 +46,8 @@ pub struct Console {
     pub relay: web::relay::Relay,
     /// Where the web server actually listens.
     pub listen: std::net::SocketAddr,
+    /// The recordings (none when their directory is not usable).
+    pub recordings: Option<media::recording::Recordings>,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
@@ -523,7 +525,45 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
                         }
                     })
                     .collect(),
+                recording_notice: c.recordings.as_ref().and_then(|r| r.notice()),
             })
+        }
+        Request::RecordShow {} => reply(record_state(c, recordings(c)?)),
+        Request::RecordSet { enabled } => {
+            let recs = recordings(c)?;
+            crate::record_switch::write(&c.data_dir, enabled).map_err(|e| {
+                err(
+                    ErrorCode::Storage,
+                    format!("cannot keep the switch in {}: {e}", c.data_dir.display()),
+                )
+            })?;
+            recs.set_enabled(enabled);
+            tracing::info!(
+                "recording switched {} (asked by the console)",
+                if enabled { "on" } else { "off" }
+            );
+            reply(record_state(c, recs))
+        }
+        Request::RecordList {} => reply(p::RecordingList {
+            recordings: recordings(c)?
+                .list()
+                .into_iter()
+                .map(recording_info)
+                .collect(),
+        }),
+        Request::RecordDelete { id } => {
+            let gone = recordings(c)?.delete(&id).map_err(recording_error)?;
+            reply(p::RecordingDeleted { deleted: gone.id })
+        }
+        Request::RecordPublish { id, published } => {
+            let recs = recordings(c)?;
+            let r = recs
+                .set_published(&id, published.unwrap_or(true))
+                .map_err(recording_error)?;
+            let listed = recs.list().into_iter().find(|l| l.recording.id == r.id);
+            reply(recording_info(listed.ok_or_else(|| {
+                err(ErrorCode::NotFound, format!("no recording {id:?}"))
+            })?))
         }
         Request::SourceRestart {} => {
             c.source.restart();
@@ -565,6 +605,69 @@ fn run(c: &Console, request: Request) -> Result<Value, ErrorBody> {
         }
         // Answered by the connection itself (it streams).
         Request::Events {} => reply(p::Streaming { streaming: true }),
+    }
+}
+
+fn recordings(c: &Console) -> Result<&media::recording::Recordings, ErrorBody> {
+    c.recordings.as_ref().ok_or_else(|| {
+        err(
+            ErrorCode::Unavailable,
+            "recordings are not available: their directory cannot be used (see the log)",
+        )
+    })
+}
+
+fn recording_error(e: media::recording::RecordingError) -> ErrorBody {
+    use media::recording::RecordingError as E;
+    let code = match &e {
+        E::NotFound(_) => ErrorCode::NotFound,
+        E::Busy(_) | E::Missing(_) => ErrorCode::Refused,
+        E::Io(_) => ErrorCode::Storage,
+    };
+    err(code, e.to_string())
+}
+
+fn recording_info(l: media::recording::Listed) -> p::RecordingInfo {
+    use media::recording::FileState;
+    let r = l.recording;
+    let state = match (l.missing, r.state) {
+        (true, _) => "missing",
+        (false, FileState::Recording) => "recording",
+        (false, FileState::Finished) => "finished",
+        (false, FileState::Fragmented) => "fragmented",
+    };
+    p::RecordingInfo {
+        id: r.id,
+        started_unix: r.started_unix,
+        duration_ms: r.duration_ms,
+        bytes: r.bytes,
+        file: r.file,
+        state: state.into(),
+        published: r.published,
+        note: r.note,
+        skips: r.skips,
+    }
+}
+
+fn record_state(c: &Console, recs: &media::recording::Recordings) -> p::RecordState {
+    let listed = recs.list();
+    p::RecordState {
+        enabled: recs.enabled(),
+        notice: recs.notice(),
+        dir: recs.dir().display().to_string(),
+        current: listed
+            .iter()
+            .find(|l| l.recording.state == media::recording::FileState::Recording)
+            .map(|l| l.recording.id.clone()),
+        count: listed.len(),
+        total_bytes: listed
+            .iter()
+            .filter(|l| !l.missing)
+            .map(|l| l.recording.bytes)
+            .sum(),
+        max_total_mb: c.config.record.max_total_mb,
+        max_age_days: c.config.record.max_age_days,
+        publish: c.config.record.publish,
     }
 }
 

@@ -63,6 +63,16 @@ pub enum CtlCommand {
     /// Where the video comes from (--source): its state, or a restart
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Recordings of live sessions: switch on or off, list, delete, publish [default: show]
+    ///
+    /// A recording is evidence on disk: the video and sound of a session as viewers got them
+    /// (the chat is not in it), in DATA_DIR/recordings (or [record] dir), kept until deleted
+    /// here or by the caps of [record] in the config. `record on` and `record off` are kept
+    /// across restarts (DATA_DIR/record-switch) and win over [record] enabled.
+    Record {
+        #[command(subcommand)]
+        command: Option<RecordCommand>,
+    },
     /// How many viewers are watching, and how many video streams are open
     Viewers,
     /// The edges allowed to relay the stream: which are linked now, how many viewers each
@@ -336,6 +346,39 @@ pub enum SourceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RecordCommand {
+    /// Print whether sessions are recorded, where, what the recordings take, and why
+    /// recording stopped by itself (a full disk, the size cap), if it did
+    Show,
+    /// Record every live session from now on (also after a restart)
+    On,
+    /// Stop recording (the file being written is closed and kept)
+    Off,
+    /// List the recordings: id, start (UTC), duration, size, state
+    ///
+    /// States: recording (being written), finished (a plain MP4), fMP4 kept (the fragmented
+    /// MP4 it was written as: ffmpeg was missing or failed, or it stopped early), file missing
+    /// (removed by hand: `record delete ID` takes it off the list). Published ones are marked.
+    List,
+    /// Delete a recording (its file and its line in the list)
+    Delete {
+        /// Its id, as `record list` prints it (e.g. 20261207-162813)
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Show a recording on the viewers' "Past broadcasts" page (needs [record] publish)
+    Publish {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Take a recording off the viewers' page
+    Unpublish {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum OnionCtlCommand {
     /// Print the onion address (none when the server runs without --onion)
     Address,
@@ -405,6 +448,21 @@ impl CtlCommand {
             C::Emote(EmoteCommand::Reload) => R::EmoteReload {},
             C::Source(SourceCommand::Show) => R::SourceShow {},
             C::Source(SourceCommand::Restart) => R::SourceRestart {},
+            C::Record { command } => match command {
+                None | Some(RecordCommand::Show) => R::RecordShow {},
+                Some(RecordCommand::On) => R::RecordSet { enabled: true },
+                Some(RecordCommand::Off) => R::RecordSet { enabled: false },
+                Some(RecordCommand::List) => R::RecordList {},
+                Some(RecordCommand::Delete { id }) => R::RecordDelete { id: id.clone() },
+                Some(RecordCommand::Publish { id }) => R::RecordPublish {
+                    id: id.clone(),
+                    published: Some(true),
+                },
+                Some(RecordCommand::Unpublish { id }) => R::RecordPublish {
+                    id: id.clone(),
+                    published: Some(false),
+                },
+            },
             C::Viewers => R::Viewers {},
             C::Edges => R::Edges {},
             C::Onion(OnionCtlCommand::Address) => R::OnionAddress {},
@@ -564,6 +622,29 @@ mod tests {
             (&["emote", "reload"], json!({"cmd": "emote.reload"})),
             (&["source", "show"], json!({"cmd": "source.show"})),
             (&["source", "restart"], json!({"cmd": "source.restart"})),
+            (&["record"], json!({"cmd": "record.show"})),
+            (&["record", "show"], json!({"cmd": "record.show"})),
+            (
+                &["record", "on"],
+                json!({"cmd": "record.set", "args": {"enabled": true}}),
+            ),
+            (
+                &["record", "off"],
+                json!({"cmd": "record.set", "args": {"enabled": false}}),
+            ),
+            (&["record", "list"], json!({"cmd": "record.list"})),
+            (
+                &["record", "delete", "20261207-162813"],
+                json!({"cmd": "record.delete", "args": {"id": "20261207-162813"}}),
+            ),
+            (
+                &["record", "publish", "20261207-162813"],
+                json!({"cmd": "record.publish", "args": {"id": "20261207-162813", "published": true}}),
+            ),
+            (
+                &["record", "unpublish", "20261207-162813"],
+                json!({"cmd": "record.publish", "args": {"id": "20261207-162813", "published": false}}),
+            ),
             (&["viewers"], json!({"cmd": "viewers"})),
             (&["onion", "address"], json!({"cmd": "onion.address"})),
             (
@@ -627,6 +708,7 @@ mod tests {
             "filter",
             "emote",
             "source",
+            "record",
             "viewers",
             "onion",
             "config",

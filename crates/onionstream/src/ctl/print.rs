@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::args::{
-    ChatCommand, ConfigCommand, CtlCommand, EmoteCommand, OnionCtlCommand, SourceCommand,
-    TitleCommand, UserCommand,
+    ChatCommand, ConfigCommand, CtlCommand, EmoteCommand, OnionCtlCommand, RecordCommand,
+    SourceCommand, TitleCommand, UserCommand,
 };
 use super::Failed;
 use crate::console::protocol::{
@@ -384,7 +384,99 @@ fn source_text(r: &SourceState) -> String {
         }
         s.push('\n');
     }
+    if let Some(n) = r.recording_notice.as_deref() {
+        s.push_str(&format!("recording: {}\n", clean(n)));
+    }
     s
+}
+
+/// `12.3 MB` (10^6 bytes, as `[record] max_total_mb` counts).
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1_000_000 {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    } else {
+        format!("{} kB", bytes.div_ceil(1000))
+    }
+}
+
+fn record_state_text(r: &p::RecordState) -> String {
+    let mut s = format!(
+        "recording: {}\n",
+        if r.enabled {
+            "on (every live session is written to disk)"
+        } else {
+            "off"
+        }
+    );
+    if let Some(n) = r.notice.as_deref() {
+        s.push_str(&format!("notice: {}\n", clean(n)));
+    }
+    if let Some(id) = r.current.as_deref() {
+        s.push_str(&format!("now writing: {}\n", clean(id)));
+    }
+    s.push_str(&format!(
+        "kept: {} in {}, {} of at most {} MB, at most {} days\n",
+        plural(r.count as u64, "recording", "recordings"),
+        clean(&r.dir),
+        size_text(r.total_bytes),
+        r.max_total_mb,
+        r.max_age_days
+    ));
+    s.push_str(&format!(
+        "past broadcasts page: {}\n",
+        if r.publish {
+            "on ([record] publish): published recordings are listed at /recordings"
+        } else {
+            "off ([record] publish)"
+        }
+    ));
+    s
+}
+
+fn recording_state_text(r: &p::RecordingInfo) -> String {
+    let state = match r.state.as_str() {
+        "missing" => "file missing".to_owned(),
+        "fragmented" => "fMP4 kept".to_owned(),
+        other => clean(other),
+    };
+    if r.published {
+        format!("{state}, published")
+    } else {
+        state
+    }
+}
+
+fn recordings_text(list: &p::RecordingList) -> String {
+    if list.recordings.is_empty() {
+        return "No recordings.\n".to_owned();
+    }
+    let mut rows = vec![vec![
+        "ID".to_owned(),
+        "STARTED".to_owned(),
+        "DURATION".to_owned(),
+        "SIZE".to_owned(),
+        "STATE".to_owned(),
+    ]];
+    for r in &list.recordings {
+        let mut state = recording_state_text(r);
+        if let Some(n) = r.note.as_deref() {
+            state.push_str(&format!(" ({})", clean(n)));
+        }
+        if r.skips > 0 {
+            state.push_str(&format!(
+                " ({}: the disk could not keep up)",
+                plural(r.skips, "skip", "skips")
+            ));
+        }
+        rows.push(vec![
+            clean(&r.id),
+            media::recording::utc_label(r.started_unix),
+            uptime_text(r.duration_ms / 1000),
+            size_text(r.bytes),
+            state,
+        ]);
+    }
+    table(&rows)
 }
 
 /// A config value: `key = value` for one value, the table as in the config file for a table
@@ -554,6 +646,28 @@ pub(super) fn format_result(
             typed::<p::Restarted>(command, r)?;
             "The source is restarting.\n".to_owned()
         }
+        C::Record { command: sub } => match sub {
+            None | Some(RecordCommand::Show | RecordCommand::On | RecordCommand::Off) => {
+                record_state_text(&typed(command, r)?)
+            }
+            Some(RecordCommand::List) => recordings_text(&typed(command, r)?),
+            Some(RecordCommand::Delete { .. }) => format!(
+                "Deleted recording {}.\n",
+                clean(&typed::<p::RecordingDeleted>(command, r)?.deleted)
+            ),
+            Some(RecordCommand::Publish { .. } | RecordCommand::Unpublish { .. }) => {
+                let rec = typed::<p::RecordingInfo>(command, r)?;
+                format!(
+                    "Recording {} is {}.\n",
+                    clean(&rec.id),
+                    if rec.published {
+                        "published (listed at /recordings when [record] publish is on)"
+                    } else {
+                        "not published"
+                    }
+                )
+            }
+        },
         C::Viewers => {
             let v = typed::<p::ViewerCounts>(command, r)?;
             format!(
@@ -771,6 +885,66 @@ mod tests {
             unique_prefixes(&["abcdef", "abcxyz", "abd", "zz"]),
             ["abcd", "abcx", "abd", "zz"]
         );
+    }
+
+    #[test]
+    fn recordings_read_as_a_table_that_says_what_each_file_is() {
+        let fmt = |args: &[&str], r: Value| format_result(&parse(args).command, &r, NOW).unwrap();
+        let rec = |id: &str, state: &str, published: bool, note: Value| {
+            json!({"id": id, "started_unix": 1_796_660_893u64, "duration_ms": 3_723_000u64,
+                "bytes": 12_345_678u64, "file": format!("{id}.mp4"), "state": state,
+                "published": published, "note": note})
+        };
+        let table = fmt(
+            &["record", "list"],
+            json!({"recordings": [
+                rec("20261207-162813", "finished", true, Value::Null),
+                rec("20261207-172813", "fragmented", false, json!("stopped early: the disk is full")),
+                rec("20261207-182813", "missing", false, Value::Null),
+                rec("20261207-192813", "recording", false, Value::Null),
+            ]}),
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(
+            lines[0].starts_with("ID") && lines[0].contains("STATE"),
+            "{table}"
+        );
+        assert!(
+            lines[1].contains("2026-12-07 16:28 UTC")
+                && lines[1].contains("1h 02m 03s")
+                && lines[1].contains("12.3 MB")
+                && lines[1].ends_with("finished, published"),
+            "{table}"
+        );
+        assert!(
+            lines[2].ends_with("fMP4 kept (stopped early: the disk is full)"),
+            "{table}"
+        );
+        assert!(lines[3].ends_with("file missing"), "{table}");
+        assert!(lines[4].ends_with("recording"), "{table}");
+        let mut skipping = rec("20261207-202813", "finished", false, Value::Null);
+        skipping["skips"] = json!(2);
+        let table = fmt(&["record", "list"], json!({"recordings": [skipping]}));
+        assert!(
+            table.contains("finished (2 skips: the disk could not keep up)"),
+            "{table}"
+        );
+        assert_eq!(
+            fmt(&["record", "list"], json!({"recordings": []})),
+            "No recordings.\n"
+        );
+        let shown = fmt(
+            &["record"],
+            json!({"enabled": false, "notice": "recording 1 stopped: the disk is full",
+                "dir": "/d/recordings", "current": null, "count": 2, "total_bytes": 1_500_000u64,
+                "max_total_mb": 4096u64, "max_age_days": 30u64, "publish": false}),
+        );
+        assert!(
+            shown.starts_with("recording: off\nnotice: recording 1 stopped: the disk is full\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("2 recordings in /d/recordings, 1.5 MB of at most 4096 MB"));
     }
 
     #[test]
