@@ -1,5 +1,7 @@
 //! A small client for tor's control protocol (control-spec.txt) over a unix socket: cookie
-//! authentication, commands with replies, and asynchronous events.
+//! authentication, commands with replies, and asynchronous events. Windows has no unix
+//! sockets: there [`Control::connect`] fails, saying the onion service is not available on
+//! Windows in this version (the binary refuses `--onion` there before it gets here).
 //!
 //! Owns: the control connection to our own tor. Must never: log the cookie, or block a
 //! command forever (every reply is awaited with a timeout).
@@ -8,8 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+/// Never made: Windows has no unix sockets (see [`connect_socket`]).
+#[cfg(not(unix))]
+use tokio::net::tcp::OwnedWriteHalf;
+#[cfg(unix)]
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 /// How long a command's reply may take.
@@ -114,6 +119,21 @@ async fn read_message<R: AsyncBufReadExt + Unpin>(r: &mut R) -> std::io::Result<
     }
 }
 
+/// Connects to tor's control socket, the unix socket `socket`.
+#[cfg(unix)]
+async fn connect_socket(socket: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    tokio::net::UnixStream::connect(socket).await
+}
+
+#[cfg(not(unix))]
+async fn connect_socket(_: &Path) -> std::io::Result<tokio::net::TcpStream> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "tor's control port is a unix socket: the onion service is not available on Windows \
+         in this version",
+    ))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
@@ -124,7 +144,7 @@ impl Control {
         socket: &Path,
         cookie: &Path,
     ) -> Result<(Control, mpsc::Receiver<Event>), ControlError> {
-        let stream = UnixStream::connect(socket)
+        let stream = connect_socket(socket)
             .await
             .map_err(|source| ControlError::Connect {
                 path: socket.display().to_string(),

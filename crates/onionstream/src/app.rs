@@ -65,6 +65,8 @@ impl App {
                     .into(),
             );
         }
+        #[cfg(not(unix))]
+        refuse_tor_here(&config, origin.as_ref())?;
         let spec: Option<media::source::SourceSpec> = match origin {
             Some(_) => None,
             None => Some(config.source.parse()?),
@@ -555,6 +557,31 @@ fn open_recordings(
             None
         }
     }
+}
+
+/// Windows: this version talks to tor only over unix sockets (control and SOCKS ports, which
+/// Windows lacks), so everything that needs tor is refused at start, saying so, rather than
+/// failing later in a loop of tor restarts.
+#[cfg(not(unix))]
+fn refuse_tor_here(
+    config: &Config,
+    origin: Option<&web::upstream::OriginConfig>,
+) -> Result<(), String> {
+    let wanted = if config.onion.enabled {
+        "the onion service (--onion, onion.enabled)"
+    } else if config.balance.enabled {
+        "Onionbalance (balance.enabled)"
+    } else if origin.is_some_and(|o| o.is_onion()) {
+        "an edge of an onion origin (--origin http://....onion/)"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "{wanted} is not available on Windows in this version (onionstream talks to tor over \
+         unix sockets); the web server, the demo and ffmpeg sources, the chat, ctl and edges of \
+         an origin reached over plain TCP work: put the site behind a tor you run yourself, or \
+         run onionstream on Linux"
+    ))
 }
 
 /// Makes the data directory, readable by this user only (it holds keys and the chat).

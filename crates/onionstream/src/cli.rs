@@ -13,7 +13,10 @@ use crate::config::Config;
 
 const ABOUT: &str = "An anonymous livestreaming site on Tor, in one program.";
 
-const LONG_ABOUT: &str = "\
+/// The manual's opening (`--help`); [`LONG_ABOUT`] adds what the platform lacks.
+macro_rules! long_about_text {
+    () => {
+        "\
 An anonymous livestreaming site on Tor, in one program.
 
 With no options, serves the built-in demo stream on http://127.0.0.1:8080/. Viewers get a page
@@ -44,7 +47,27 @@ Files in the data directory:
               sound (never the chat) as an MP4, and index.json listing them: evidence on
               disk, kept until `ctl record delete ID` or the caps of [record] ([record] dir
               puts them elsewhere)
-  record-switch  what `ctl record on|off` last said (wins over [record] enabled)";
+  record-switch  what `ctl record on|off` last said (wins over [record] enabled)"
+    };
+}
+
+#[cfg(unix)]
+const LONG_ABOUT: &str = long_about_text!();
+
+#[cfg(not(unix))]
+const LONG_ABOUT: &str = concat!(
+    long_about_text!(),
+    "
+  control.addr  the console's address and token while the server runs (ctl reads it)
+
+On Windows (this version): the onion service (--onion), Onionbalance ([balance]) and edges of
+an onion origin are not available (onionstream talks to its tor over unix sockets); the server
+refuses to start with them, saying so. The web server, the demo, folder and ffmpeg sources,
+the chat and `onionstream ctl` (over 127.0.0.1 with the token in DATA_DIR/control.addr) work,
+as do edges of an origin reached over plain TCP. Files get no owner-only modes: the data
+directory is private only as far as the user profile's permissions make it (the default is in
+%LOCALAPPDATA%)."
+);
 
 fn source_long_help() -> String {
     format!(
@@ -124,6 +147,10 @@ pub struct Cli {
     /// Directory for state such as title.txt [default: $XDG_DATA_HOME/onionstream or
     /// ~/.local/share/onionstream]
     #[arg(long, value_name = "DIR")]
+    #[cfg_attr(
+        windows,
+        arg(help = "Directory for state such as title.txt [default: %LOCALAPPDATA%\\onionstream]")
+    )]
     pub data_dir: Option<PathBuf>,
 
     /// Read settings from this TOML file (flags override it)
@@ -137,12 +164,28 @@ pub struct Cli {
 
     /// Publish the site as an onion service with onionstream's own tor (config: onion.enabled)
     #[arg(long)]
+    #[cfg_attr(
+        not(unix),
+        arg(
+            help = "Publish the site as an onion service with onionstream's own tor (config: \
+                    onion.enabled). Not available on Windows in this version"
+        )
+    )]
     pub onion: bool,
 
     /// Run as an edge of the onionstream at URL (http://HOST:PORT/ or http://ADDRESS.onion/):
     /// relay its stream to this server's viewers, send chat and everything else there
     /// (config: origin.url; docs/SCALING.md)
     #[arg(long, value_name = "URL")]
+    #[cfg_attr(
+        not(unix),
+        arg(
+            help = "Run as an edge of the onionstream at URL (http://HOST:PORT/; an \
+                    http://ADDRESS.onion/ origin is not available on Windows in this version): \
+                    relay its stream to this server's viewers, send chat and everything else \
+                    there (config: origin.url; docs/SCALING.md)"
+        )
+    )]
     pub origin: Option<String>,
 
     /// The edge key `onionstream edge add NAME` printed at the origin. Other users of this
@@ -181,6 +224,15 @@ pub enum Command {
     /// Steer the running server through its control socket (DATA_DIR/control.sock): title,
     /// chat, users and bans, private mode, word filters, emotes, source, viewers, events.
     /// Give the same --data-dir or --config as the server. Protocol: docs/CONTROL.md
+    #[cfg_attr(
+        not(unix),
+        command(
+            about = "Steer the running server through its console (127.0.0.1, with the \
+                         token in DATA_DIR/control.addr): title, chat, users and bans, private \
+                         mode, word filters, emotes, source, viewers, events. Give the same \
+                         --data-dir or --config as the server. Protocol: docs/CONTROL.md"
+        )
+    )]
     Ctl(crate::ctl::CtlArgs),
     /// The edges this server (the origin) lets relay its stream: each is another onionstream
     /// started with --origin and the key printed here. A key works, or stops working, at once;

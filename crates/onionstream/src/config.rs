@@ -672,11 +672,18 @@ impl Config {
         self.metrics.listen.trim().parse().ok()
     }
 
-    /// The data directory: the configured one, else `$XDG_DATA_HOME/onionstream`, else
-    /// `~/.local/share/onionstream`, else `./onionstream-data`.
+    /// The data directory: the configured one, else (Windows) `%LOCALAPPDATA%\onionstream`,
+    /// else `$XDG_DATA_HOME/onionstream`, else `~/.local/share/onionstream`, else
+    /// `./onionstream-data`.
     pub fn data_dir(&self) -> PathBuf {
         if !self.data_dir.as_os_str().is_empty() {
             return self.data_dir.clone();
+        }
+        // Windows: inside the user's profile, whose permissions are the data's only privacy
+        // there (no file modes; docs/SECURITY.md).
+        #[cfg(windows)]
+        if let Some(x) = std::env::var_os("LOCALAPPDATA").filter(|v| !v.is_empty()) {
+            return PathBuf::from(x).join("onionstream");
         }
         if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             return PathBuf::from(x).join("onionstream");

@@ -278,7 +278,9 @@ fn run(config: Config, test: TestKnobs) -> ExitCode {
     })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or SIGTERM (Windows: Ctrl-C, Ctrl-Break, the console window closed, or
+/// the system shutting down; Windows gives a few seconds after the last two, enough to stop in
+/// order).
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -296,7 +298,25 @@ async fn shutdown_signal() {
             _ = term.recv() => {}
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows;
+        let (Ok(mut brk), Ok(mut close), Ok(mut system)) = (
+            windows::ctrl_break(),
+            windows::ctrl_close(),
+            windows::ctrl_shutdown(),
+        ) else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = brk.recv() => {}
+            _ = close.recv() => {}
+            _ = system.recv() => {}
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = ctrl_c.await;
     }

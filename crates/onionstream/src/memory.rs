@@ -7,10 +7,12 @@
 //! Must never: run the call on a runtime worker (it walks every arena: `spawn_blocking`), or
 //! be compiled for another C library (musl and macOS have no `malloc_trim`; there it is a no-op).
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 use std::time::Duration;
 
 /// How often freed memory is handed back. The call takes about a millisecond on a
 /// few-dozen-MiB heap, off the runtime's threads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Starts the trimmer under `shutdown` (glibc only).

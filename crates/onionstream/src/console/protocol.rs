@@ -17,8 +17,6 @@ use serde_json::Value;
 
 /// Protocol version spoken.
 pub const PROTOCOL_VERSION: u64 = 1;
-/// The socket's file name in the data directory.
-pub const SOCKET_NAME: &str = "control.sock";
 /// Longest request line accepted.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Console connections open at once.

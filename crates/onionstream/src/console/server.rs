@@ -1,5 +1,7 @@
-//! The control socket: `DATA_DIR/control.sock` (mode 0600), JSON lines, protocol version 1
-//! ([`super::protocol`], `docs/CONTROL.md`). What `onionstream ctl` talks to.
+//! The console's server: JSON lines, protocol version 1 ([`super::protocol`],
+//! `docs/CONTROL.md`), over the platform's transport ([`super::transport`]: the socket
+//! `DATA_DIR/control.sock`, mode 0600, on Unix; loopback TCP with a token on Windows). What
+//! `onionstream ctl` talks to.
 //!
 //! Owns: accepting console connections, reading requests within limits, running commands
 //! against the room, title, source and viewers, and streaming events. Must never: show a
@@ -14,14 +16,14 @@ use room::{Moderation, Notice};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, Semaphore};
 
 use super::events::{secs_since, EventHub};
 use super::protocol::{
     self as p, ErrorBody, ErrorCode, Event, EventLine, Request, Response, IDLE_TIMEOUT,
-    MAX_CONNECTIONS, MAX_REQUEST_BYTES, MAX_SHOW, PROTOCOL_VERSION, SOCKET_NAME,
+    MAX_CONNECTIONS, MAX_REQUEST_BYTES, MAX_SHOW, PROTOCOL_VERSION,
 };
+use super::transport::{self, Accepted, ReadHalf, WriteHalf};
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 use crate::source_task::SourceTask;
@@ -67,32 +69,16 @@ fn reply(r: impl Serialize) -> Result<Value, ErrorBody> {
     serde_json::to_value(r).map_err(|e| err(ErrorCode::Unavailable, e.to_string()))
 }
 
-/// Binds the socket (replacing a stale one) and serves until `shutdown` begins (connections,
-/// event streams included, end then).
+/// Binds the console's transport (replacing a stale socket or address file) and serves until
+/// `shutdown` begins (connections, event streams included, end then). Returns the file to
+/// remove at shutdown.
 pub async fn serve(console: Console, shutdown: &Shutdown) -> std::io::Result<PathBuf> {
-    let path = console.data_dir.join(SOCKET_NAME);
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!(
-                    "{} is in use: another onionstream runs with this data directory",
-                    path.display()
-                ),
-            ));
-        }
-        std::fs::remove_file(&path)?;
-    }
-    let listener = UnixListener::bind(&path)?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    let (listener, path) = transport::Listener::bind(&console.data_dir)?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let tasks = shutdown.clone();
     shutdown.spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok(stream) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
@@ -110,7 +96,7 @@ pub async fn serve(console: Console, shutdown: &Shutdown) -> std::io::Result<Pat
     Ok(path)
 }
 
-/// Removes the socket file (at shutdown).
+/// Removes the socket or address file (at shutdown).
 pub fn remove(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
@@ -122,7 +108,7 @@ enum Line {
 }
 
 /// Reads one line of at most [`MAX_REQUEST_BYTES`].
-async fn read_line(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> Line {
+async fn read_line(reader: &mut BufReader<ReadHalf>) -> Line {
     let mut line = Vec::new();
     loop {
         let buf = match reader.fill_buf().await {
@@ -154,7 +140,7 @@ async fn read_line(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> L
     }
 }
 
-async fn write_line(w: &mut tokio::net::unix::OwnedWriteHalf, line: &str) -> bool {
+async fn write_line(w: &mut WriteHalf, line: &str) -> bool {
     let mut bytes = Vec::with_capacity(line.len() + 1);
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
@@ -168,9 +154,15 @@ fn answer(id: &Value, result: Result<Value, ErrorBody>) -> String {
     Response::new(id.clone(), result).line()
 }
 
-async fn connection(console: Console, stream: UnixStream) {
-    let (r, mut w) = stream.into_split();
-    let mut reader = BufReader::new(r);
+async fn connection(console: Console, stream: Accepted) {
+    let (mut reader, mut w) = match stream.admit().await {
+        Ok(admitted) => admitted,
+        Err(mut refused) => {
+            let a = answer(&Value::Null, Err(err(ErrorCode::Refused, refused.why)));
+            write_line(&mut refused.writer, &a).await;
+            return;
+        }
+    };
     loop {
         let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader)).await {
             Ok(Line::Text(l)) => l,
@@ -248,10 +240,7 @@ fn parse_request(line: &[u8]) -> Result<(Value, Request), (Value, ErrorBody)> {
     }
 }
 
-async fn stream_events(
-    mut events: broadcast::Receiver<Arc<str>>,
-    w: &mut tokio::net::unix::OwnedWriteHalf,
-) {
+async fn stream_events(mut events: broadcast::Receiver<Arc<str>>, w: &mut WriteHalf) {
     loop {
         match events.recv().await {
             Ok(line) => {

@@ -9,9 +9,28 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::console::protocol::{FilterListName, Request};
 
-const CTL_AFTER_HELP: &str = "\
+/// How ctl reaches the server, per platform (the rest of [`CTL_AFTER_HELP`] is shared).
+#[cfg(unix)]
+macro_rules! ctl_transport_help {
+    () => {
+        "\
 Talks to the onionstream that runs with the same data directory, through its control socket
-DATA_DIR/control.sock (mode 0600: only the user running onionstream can use it). Give the same
+DATA_DIR/control.sock (mode 0600: only the user running onionstream can use it)."
+    };
+}
+#[cfg(not(unix))]
+macro_rules! ctl_transport_help {
+    () => {
+        "\
+Talks to the onionstream that runs with the same data directory, over 127.0.0.1 with the
+address and token the server writes to DATA_DIR/control.addr at each start (whoever can read
+that file can use the console: keep the data directory in your own profile)."
+    };
+}
+
+const CTL_AFTER_HELP: &str = concat!(
+    ctl_transport_help!(),
+    " Give the same
 --data-dir or --config as the server, before `ctl`:
 
   onionstream --data-dir ~/stream ctl viewers
@@ -25,7 +44,8 @@ Every command answers in readable text; --json prints the server's `result` obje
 version 1) is in docs/CONTROL.md, for scripts and bots that talk to the socket directly.
 
 Exit status: 0 done; 1 the server refused or failed the command (the reason is printed), or
-did not answer within 30 seconds; 2 no onionstream is running with that data directory.";
+did not answer within 30 seconds; 2 no onionstream is running with that data directory."
+);
 
 /// `onionstream ctl`: steer a running onionstream from the same machine.
 #[derive(Debug, Args)]
@@ -697,7 +717,7 @@ mod tests {
         let help = cmd.render_long_help().to_string();
         for needle in [
             "--json",
-            "control.sock",
+            crate::console::transport::ENDPOINT_NAME,
             "--data-dir",
             "Exit status",
             "docs/CONTROL.md",

@@ -1,12 +1,12 @@
-//! The client side of the control socket: connecting, sending one request, reading its
-//! answer, and following the event stream.
+//! The client side of the console: connecting (through [`crate::console::transport`]: the
+//! socket, or on Windows loopback TCP and its token), sending one request, reading its answer,
+//! and following the event stream.
 //!
 //! Owns: the connection and its timeouts, and telling a refusal from a broken conversation.
 //! Must never: wait without limit for an answer (only the event stream waits, for as long as
 //! the server keeps the connection open), or print anything but through [`super::print`].
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,22 +15,7 @@ use serde_json::Value;
 use super::print::{clean, escape_for_terminal, event_text, shorten, write_flush};
 use super::{Failed, CONNECT_TIMEOUT, EXIT_FAILED, EXIT_OK};
 use crate::console::protocol::{ErrorCode, Event, EventLine, Request, Response, MAX_CONNECTIONS};
-
-/// Connects, giving up after `timeout` (a server that is stopped, e.g. by SIGSTOP, with its
-/// accept queue full would otherwise block the connect for ever).
-pub(super) fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = path.to_owned();
-    std::thread::spawn(move || {
-        let _ = tx.send(UnixStream::connect(p));
-    });
-    rx.recv_timeout(timeout).unwrap_or_else(|_| {
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the connection was not accepted in time",
-        ))
-    })
-}
+use crate::console::transport::ClientStream;
 
 /// Why there is no server to talk to, and what to do about it.
 pub(super) fn connect_error(data_dir: &Path, path: &Path, e: &io::Error) -> String {
@@ -60,13 +45,13 @@ pub(super) fn connect_error(data_dir: &Path, path: &Path, e: &io::Error) -> Stri
 
 /// One connection to the control socket.
 pub(super) struct Connection {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    reader: BufReader<ClientStream>,
+    writer: ClientStream,
     timeout: Duration,
 }
 
 impl Connection {
-    pub(super) fn new(stream: UnixStream, timeout: Duration) -> Result<Connection, Failed> {
+    pub(super) fn new(stream: ClientStream, timeout: Duration) -> Result<Connection, Failed> {
         let broken = |e: io::Error| Failed::Broken(format!("cannot use the connection: {e}"));
         stream.set_read_timeout(Some(timeout)).map_err(broken)?;
         stream.set_write_timeout(Some(timeout)).map_err(broken)?;

@@ -1,5 +1,6 @@
-//! `onionstream ctl`: the client of the control socket (`DATA_DIR/control.sock`, protocol
-//! version 1, `docs/CONTROL.md`).
+//! `onionstream ctl`: the client of the control socket (`DATA_DIR/control.sock`; on Windows
+//! loopback TCP with the token in `DATA_DIR/control.addr`; protocol version 1,
+//! `docs/CONTROL.md`).
 //!
 //! Owns: one run of `ctl`: connecting, asking, showing the answer as readable text or, with
 //! `--json`, as the server's JSON, and the exit status. Its parts: [`args`] (the command line
@@ -22,9 +23,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::console::protocol::{ErrorCode, SOCKET_NAME};
+use crate::console::protocol::ErrorCode;
+use crate::console::transport;
 pub use args::{CtlArgs, CtlCommand};
-use client::{connect, connect_error, Connection};
+use client::{connect_error, Connection};
 
 /// How long to wait for the server to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,8 +76,8 @@ fn run_with(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let path = data_dir.join(SOCKET_NAME);
-    let stream = match connect(&path, CONNECT_TIMEOUT) {
+    let path = transport::endpoint(data_dir);
+    let stream = match transport::connect(data_dir, CONNECT_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(
@@ -146,9 +148,11 @@ fn show_result(
     Ok(EXIT_OK)
 }
 
-#[cfg(test)]
+// Against fake servers on the unix socket (the loopback transport has its own tests).
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use crate::console::transport::ENDPOINT_NAME as SOCKET_NAME;
     use serde_json::{json, Value};
     use std::io::{BufRead, BufReader, Read};
     use std::os::unix::net::UnixListener;

@@ -882,8 +882,11 @@ impl Room {
     }
 }
 
-/// The database holds the room's secret key: readable by this user only.
+/// The database holds the room's secret key: readable by this user only. Elsewhere (Windows)
+/// nothing is done: the data directory's privacy is the user profile's (`docs/SECURITY.md`).
 fn restrict_to_owner(dir: &std::path::Path) {
+    #[cfg(not(unix))]
+    let _ = dir;
     #[cfg(unix)]
     for name in [DB_FILE_NAME, "room.sqlite3-wal", "room.sqlite3-shm"] {
         use std::os::unix::fs::PermissionsExt;

@@ -14,6 +14,10 @@
 //! let a `.onion` connection go anywhere but tor (the name goes to tor as a name, and tor's
 //! SOCKS port takes onion addresses only), or put more than [`STREAMS_PER_CIRCUIT`] of its
 //! connections on one circuit.
+//!
+//! Windows has no unix sockets: there a connection through tor fails with a message saying
+//! that reaching an onion origin is not available on Windows in this version (the binary
+//! refuses such an edge at start, before it gets here).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -25,7 +29,30 @@ use axum::http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
+
+/// The stream to tor's SOCKS port: a unix socket in the private `tor/` folder.
+#[cfg(unix)]
+type TorSocket = tokio::net::UnixStream;
+/// Never made: Windows has no unix sockets (see [`connect_socks`]).
+#[cfg(not(unix))]
+type TorSocket = TcpStream;
+
+/// Connects to tor's SOCKS port, the unix socket `socket`.
+async fn connect_socks(socket: &std::path::Path) -> std::io::Result<TorSocket> {
+    #[cfg(unix)]
+    {
+        tokio::net::UnixStream::connect(socket).await
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = socket;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "reaching an onion origin through tor is not available on Windows in this version",
+        ))
+    }
+}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -128,7 +155,7 @@ impl OriginConnector {
 /// One connection to the origin (through tor: with its place on a circuit).
 pub enum OriginIo {
     Tcp(TokioIo<TcpStream>),
-    Tor(TokioIo<UnixStream>, CircuitSlot),
+    Tor(TokioIo<TorSocket>, CircuitSlot),
 }
 
 impl Connection for OriginIo {
@@ -197,7 +224,7 @@ impl tower_service::Service<Uri> for OriginConnector {
                 Box::pin(async move {
                     let host = uri.host().ok_or("the origin's address has no host")?;
                     let port = uri.port_u16().unwrap_or(80);
-                    let stream = UnixStream::connect(&socket).await.map_err(|e| {
+                    let stream = connect_socks(&socket).await.map_err(|e| {
                         format!(
                             "tor's SOCKS port {} (is tor running?): {e}",
                             socket.display()
