@@ -6,7 +6,8 @@
 #     `onionstream ctl` works through `runuser -u onionstream` (as `sudo -u` would), and a purge
 #     leaves nothing behind;
 #  2. the static (musl) binary has no dynamic loader and no library, and serves the demo from
-#     an empty root directory holding nothing but itself.
+#     an empty root directory holding nothing but itself;
+#  3. the Windows build cross-compiles with no warning, and the code type-checks for macOS.
 # Needs root (apt, chroot, network namespaces). The servers run in network namespaces this
 # script makes, with loopback only: the packaged config publishes an onion service, and its tor
 # can reach nothing from there. Prints how long each part took.
@@ -107,5 +108,15 @@ mkdir -p "$root/data" "$work/static" && chmod 0777 "$work/static"
 cp "$bin" "$root/onionstream"
 serve_and_fetch "$work/static" chroot "$root" /onionstream --data-dir /data --listen 127.0.0.1:8080
 check_stream "$work/static"
+
+# ---- 3. Other systems: it builds for them ----
+step "cross-compiling for Windows"
+exe=$(bash packaging/build-windows.sh 2>"$work/windows.log" | tail -1) \
+  || { cat "$work/windows.log" >&2; fail "the Windows build"; }
+echo "   $exe ($(stat -c %s "$exe") bytes)"
+step "type-checking for macOS"
+bash packaging/check-macos.sh 2>"$work/macos.log" >/dev/null \
+  || { cat "$work/macos.log" >&2; fail "the macOS check"; }
+echo "   onionstream type-checks for x86_64-apple-darwin"
 
 step "done"
