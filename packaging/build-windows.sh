@@ -30,7 +30,9 @@ fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! cargo build --release --locked --target "$TARGET" -p onionstream "$@" 2>&1 | tee "$log" >&2; then
+# Stripped: the release profile keeps line tables for backtraces, which a download need not carry.
+if ! CARGO_PROFILE_RELEASE_STRIP=symbols \
+  cargo build --release --locked --target "$TARGET" -p onionstream "$@" 2>&1 | tee "$log" >&2; then
   echo "build-windows: the build failed" >&2
   exit 1
 fi
