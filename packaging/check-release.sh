@@ -99,8 +99,11 @@ done
 step "building the static (musl) binary"
 bash packaging/build-static.sh >/dev/null
 bin=target/x86_64-unknown-linux-musl/release/onionstream
-! readelf -l "$bin" | grep -q "Requesting program interpreter" || fail "$bin asks for a dynamic loader"
-! readelf -d "$bin" | grep -q NEEDED || fail "$bin needs shared libraries"
+# (Through files: under pipefail, `grep -q` ending a pipe early would fail its writer.)
+readelf -l "$bin" > "$work/headers.txt"
+readelf -d "$bin" > "$work/dynamic.txt" 2>&1 || true
+! grep -q "Requesting program interpreter" "$work/headers.txt" || fail "$bin asks for a dynamic loader"
+! grep -q NEEDED "$work/dynamic.txt" || fail "$bin needs shared libraries"
 echo "   $bin: $(stat -c %s "$bin") bytes, no interpreter, no shared library"
 step "serving the demo from an empty root holding only the binary"
 root="$work/root"
