@@ -309,6 +309,33 @@ fn same_origin(headers: &HeaderMap) -> bool {
     origin_host.eq_ignore_ascii_case(host)
 }
 
+/// The checks every live socket's request passes first: it is a WebSocket handshake (`what`
+/// says what the address is when it is not), `after` is a message number, and it comes from a
+/// page of this site. The upgrade and the query, or the refusal page.
+pub(super) fn handshake(
+    what: &'static str,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    query: Result<Query<LiveQuery>, QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<(WebSocketUpgrade, LiveQuery), ErrorPage> {
+    let Ok(upgrade) = upgrade else {
+        return Err(ErrorPage::new(StatusCode::BAD_REQUEST, what));
+    };
+    let Ok(Query(query)) = query else {
+        return Err(ErrorPage::new(
+            StatusCode::BAD_REQUEST,
+            "The 'after' parameter must be a message number.",
+        ));
+    };
+    if !same_origin(headers) {
+        return Err(ErrorPage::new(
+            StatusCode::FORBIDDEN,
+            "A live connection may only come from this site's own page.",
+        ));
+    }
+    Ok((upgrade, query))
+}
+
 /// `GET /live`: the WebSocket of the JavaScript page.
 pub async fn live(
     State(app): State<AppState>,
@@ -317,27 +344,15 @@ pub async fn live(
     query: Result<Query<LiveQuery>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let Ok(upgrade) = upgrade else {
-        return ErrorPage::new(
-            StatusCode::BAD_REQUEST,
-            "This address is the live connection of the page (a WebSocket); open / instead.",
-        )
-        .into_response();
+    let (upgrade, query) = match handshake(
+        "This address is the live connection of the page (a WebSocket); open / instead.",
+        upgrade,
+        query,
+        &headers,
+    ) {
+        Ok(ok) => ok,
+        Err(refused) => return refused.into_response(),
     };
-    let Ok(Query(query)) = query else {
-        return ErrorPage::new(
-            StatusCode::BAD_REQUEST,
-            "The 'after' parameter must be a message number.",
-        )
-        .into_response();
-    };
-    if !same_origin(&headers) {
-        return ErrorPage::new(
-            StatusCode::FORBIDDEN,
-            "A live connection may only come from this site's own page.",
-        )
-        .into_response();
-    }
     if let Some(r) = crate::gate::refusal(&app, &visitor) {
         return r;
     }

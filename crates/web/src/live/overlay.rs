@@ -13,18 +13,17 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use room::{MessageView, RoomEvent};
 use tokio::sync::{broadcast, watch};
 
 use super::frame::{decode_client_frame, ClientFrame, OverlayHello, ServerFrame};
-use super::session::{finish, send, shutting_down, too_big, End, FrameBudget};
+use super::session::{finish, received, send, shutting_down, End, FrameBudget};
 use super::{
-    close, same_origin, Connected, LiveHub, LiveQuery, MAX_BAD_FRAMES, MAX_FRAME_BYTES,
-    PEER_TIMEOUT, PING_INTERVAL, PROTOCOL_VERSION, READ_BUFFER_BYTES, WRITE_BUFFER_BYTES,
+    close, Connected, LiveHub, LiveQuery, MAX_BAD_FRAMES, MAX_FRAME_BYTES, PEER_TIMEOUT,
+    PING_INTERVAL, PROTOCOL_VERSION, READ_BUFFER_BYTES, WRITE_BUFFER_BYTES,
 };
-use crate::error_page::ErrorPage;
 use crate::overlay::OVERLAY_MESSAGES;
 use crate::{wire, AppState};
 
@@ -42,27 +41,15 @@ pub async fn overlay_live(
     if !crate::overlay::has_key(&app, raw.as_deref()) {
         return crate::error_page::not_found().await.into_response();
     }
-    let Ok(upgrade) = upgrade else {
-        return ErrorPage::new(
-            StatusCode::BAD_REQUEST,
-            "This address is the chat overlay's live connection (a WebSocket).",
-        )
-        .into_response();
+    let (upgrade, query) = match super::handshake(
+        "This address is the chat overlay's live connection (a WebSocket).",
+        upgrade,
+        query,
+        &headers,
+    ) {
+        Ok(ok) => ok,
+        Err(refused) => return refused.into_response(),
     };
-    let Ok(Query(query)) = query else {
-        return ErrorPage::new(
-            StatusCode::BAD_REQUEST,
-            "The 'after' parameter must be a message number.",
-        )
-        .into_response();
-    };
-    if !same_origin(&headers) {
-        return ErrorPage::new(
-            StatusCode::FORBIDDEN,
-            "A live connection may only come from this site's own page.",
-        )
-        .into_response();
-    }
     let admission = match app.live.admit_overlay() {
         Ok(a) => a,
         Err(e) => return e.into_response(),
@@ -153,16 +140,9 @@ impl OverlaySession {
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
         loop {
             let out: Vec<axum::extract::ws::Utf8Bytes> = tokio::select! {
-                frame = socket.recv() => match frame {
-                    None => return End::Gone,
-                    Some(Err(e)) if too_big(&e) => {
-                        return End::Close(
-                            close::TOO_BIG,
-                            format!("Frame too large (limit {MAX_FRAME_BYTES} bytes)."),
-                        )
-                    }
-                    Some(Err(_)) => return End::Gone,
-                    Some(Ok(frame)) => {
+                frame = socket.recv() => match received(frame) {
+                    Err(end) => return end,
+                    Ok(frame) => {
                         self.heard = std::time::Instant::now();
                         match self.on_frame(frame) {
                             Ok(out) => out.into_iter().map(|f| f.text()).collect(),

@@ -105,19 +105,9 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
         loop {
             let out: Vec<Out> = tokio::select! {
-                frame = socket.recv() => match frame {
-                    None => return End::Gone,
-                    Some(Err(e)) if too_big(&e) => {
-                        // The WebSocket layer refused a frame over MAX_FRAME_BYTES and can
-                        // still send a close frame.
-                        return End::Close(
-                            close::TOO_BIG,
-                            format!("Frame too large (limit {MAX_FRAME_BYTES} bytes)."),
-                        )
-                    }
-                    // Any other error means the peer is gone.
-                    Some(Err(_)) => return End::Gone,
-                    Some(Ok(frame)) => {
+                frame = socket.recv() => match received(frame) {
+                    Err(end) => return end,
+                    Ok(frame) => {
                         self.heard = Instant::now();
                         match self.on_frame(frame).await {
                             Ok(out) => out.into_iter().map(Out::from).collect(),
@@ -617,6 +607,20 @@ impl FrameBudget {
         }
         self.left -= 1.0;
         true
+    }
+}
+
+/// What a socket's `recv` gave: a frame, or how the connection ends: a frame over
+/// [`MAX_FRAME_BYTES`] (the WebSocket layer refused it and can still send a close frame), or
+/// the peer gone (the stream ended, or any other error).
+pub(super) fn received(frame: Option<Result<Message, axum::Error>>) -> Result<Message, End> {
+    match frame {
+        Some(Ok(frame)) => Ok(frame),
+        Some(Err(e)) if too_big(&e) => Err(End::Close(
+            close::TOO_BIG,
+            format!("Frame too large (limit {MAX_FRAME_BYTES} bytes)."),
+        )),
+        None | Some(Err(_)) => Err(End::Gone),
     }
 }
 
